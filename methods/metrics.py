@@ -1,0 +1,78 @@
+"""The evaluation protocol's metrics, as pure functions of feature matrices (N x d).
+
+- FID: Frechet distance between Gaussians fitted to the two feature sets (torchmetrics'
+  implementation, fed our feature vectors through a pass-through module).
+- KMMD: squared maximum mean discrepancy, biased (V-statistic) estimate, Gaussian kernel
+  k(a, b) = exp(-||a - b||^2 / (2 sigma^2)), with sigma fixed from the reference features as
+  the median pairwise distance among them (``kmmd_bandwidth``). It is 0 for identical sets.
+- MV (mean variance): the mean per-dimension variance of the samples' features divided by
+  that of the reference, tr(Cov_x) / tr(Cov_ref). 1 means the samples are as diverse as the
+  reference; below 1, mode dropping; above 1, spread beyond the target.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+FID, KMMD, MV = "fid", "kmmd", "mv"
+METRICS = (FID, KMMD, MV)
+
+
+class _PassThrough(nn.Module):
+    """Lets torchmetrics' FID consume precomputed feature vectors."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _check(x: torch.Tensor, ref: torch.Tensor) -> None:
+    if x.dim() != 2 or ref.dim() != 2 or x.shape[1] != ref.shape[1]:
+        raise ValueError(f"feature sets must be N x d with equal d, got {tuple(x.shape)} and {tuple(ref.shape)}")
+    if len(x) < 2 or len(ref) < 2:
+        raise ValueError("each feature set needs at least 2 rows")
+
+
+def fid(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Frechet distance between N(mu_x, S_x) and N(mu_ref, S_ref), computed in float64."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    _check(x, ref)
+    metric = FrechetInceptionDistance(feature=_PassThrough(x.shape[1]), normalize=False)
+    metric.update(ref.double(), real=True)
+    metric.update(x.double(), real=False)
+    return max(0.0, float(metric.compute()))
+
+
+def kmmd_bandwidth(ref: torch.Tensor) -> float:
+    """Median pairwise Euclidean distance among the reference features."""
+    d = torch.cdist(ref.double(), ref.double())
+    off = d[~torch.eye(len(ref), dtype=torch.bool)]
+    return float(off.median().clamp_min(1e-12))
+
+
+def kmmd(x: torch.Tensor, ref: torch.Tensor, bandwidth: float | None = None) -> float:
+    """Biased MMD^2 with a Gaussian kernel of the given (or reference-derived) bandwidth."""
+    _check(x, ref)
+    sigma = kmmd_bandwidth(ref) if bandwidth is None else bandwidth
+    x, ref = x.double(), ref.double()
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma**2))
+
+    return float(k(x, x).mean() + k(ref, ref).mean() - 2 * k(x, ref).mean())
+
+
+def mv(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """tr(Cov_x) / tr(Cov_ref): sample diversity relative to the reference."""
+    _check(x, ref)
+    return float(x.double().var(0).sum() / ref.double().var(0).sum().clamp_min(1e-12))
+
+
+def all_metrics(x: torch.Tensor, ref: torch.Tensor, bandwidth: float | None = None) -> dict[str, float]:
+    sigma = kmmd_bandwidth(ref) if bandwidth is None else bandwidth
+    return {FID: fid(x, ref), KMMD: kmmd(x, ref, sigma), MV: mv(x, ref), "kmmd_bandwidth": sigma}

@@ -1,0 +1,76 @@
+"""Shared fixtures: one Ray cluster for the whole session, small seeded data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Local test clusters run without token auth; deploy manifests keep it on.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster shared by every test that needs it (2 CPUs, 2 logical GPUs)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            num_gpus=2,  # logical: lets placement tests see GPU ids on a CPU machine
+            include_dashboard=False,
+            object_store_memory=200 * 1024**2,
+            log_to_driver=False,
+        )
+    yield ray
+    ray.shutdown()
+
+
+# ---------------------------------------------------------------- S3 (moto server on loopback)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 endpoint over HTTP on 127.0.0.1 (moto), with fake credentials for the session.
+
+    Any earlier AWS settings of the developer (profiles, keys, endpoints) are hidden, so tests
+    never reach a real account.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = pytest.MonkeyPatch()
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        env.delenv(name)
+    env.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    env.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    env.setenv("AWS_ENDPOINT_URL", endpoint)
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    env.setenv("AWS_CONFIG_FILE", os.devnull)
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    from ganlode.orchestrator import storage
+
+    storage.configure(None)
+    yield endpoint
+    env.undo()
+    storage.configure(None)
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """A fresh, empty bucket on the session's S3 endpoint, as ``s3://NAME``."""
+    import uuid
+
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}"
