@@ -16,15 +16,22 @@ from .errors import UserError
 
 # Order is the order shown in --help.
 COMMANDS: tuple[str, ...] = (
+    "demo",
     "zoo",
     "data",
     "pretrain",
     "sample",
+    "transfer",
+    "mine",
+    "tune",
+    "eval",
+    "report",
     "submit",
 )
 
 EPILOG = """\
 examples:
+  ganlode demo                                  the main job: mining + baselines, writes report.html
   ganlode zoo                                   list the shipped source GANs and their FIDs
   ganlode sample zoo:digits-0to4 --out grid.png draw a sample grid from a checkpoint
   ganlode data show mnist5k:7@100 --out t.png   inspect a target set

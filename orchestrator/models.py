@@ -48,6 +48,35 @@ def _load_gan(path: str) -> LoadedModel:
 LOADERS["gan"] = _load_gan
 
 
+def _load_mined(path: str) -> LoadedModel:  # multi-source MineGAN: pick i ~ p, then G_i(M_i(u))
+    from .mine import load_mined
+
+    return load_mined(path)
+
+
+LOADERS["mined"] = _load_mined
+
+
+def _load_minegan(path: str) -> LoadedModel:
+    """A single-source MineGAN: x = G(M(u)), u ~ N(0, I); the miner is stored under ``miner.``."""
+    from ..methods.miner import MinedGenerator, Miner, MinerConfig
+    from .evaluation import generator_sampler
+
+    ckpt = checkpoint.load_checkpoint(path, with_critic=False)
+    try:
+        miner = Miner(MinerConfig(**ckpt.config["miner"]))
+        miner.load_state_dict({k[len("miner."):]: v.float() for k, v in ckpt.extra.items() if k.startswith("miner.")})
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise UserError(f"{path}: the miner in this minegan checkpoint is missing or does not match its config "
+                        f"({str(e).splitlines()[0][:80]}); re-create it with `ganlode transfer --method minegan`") from None
+    miner.eval()
+    sampler = generator_sampler(MinedGenerator(ckpt.generator, miner))
+    return LoadedModel(path, ckpt.config, sampler, ckpt.arch.resolution, ckpt.arch.channels)
+
+
+LOADERS["minegan"] = _load_minegan
+
+
 def load_model(path: str) -> LoadedModel:
     d = checkpoint_dir(path)
     config = storage.read_json(storage.join(d, checkpoint.CONFIG))

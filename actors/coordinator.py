@@ -1,0 +1,224 @@
+"""``CoordinatorActor``: the shared critic and the selector, driving every step of a
+distributed multi-source mining run.
+
+One step t (the maths is :class:`ganlode.methods.multisource.CriticSelector`'s):
+
+1. draw u (B x d_u) from the run's seeded generator and ``ray.put`` it once;
+2. every generator actor returns x_i = G_i(M_i(u)) (and keeps its graph);
+3. ``CriticSelector.step``: scores, supersample, selector counts, a critic step on real
+   target images against the supersample, then dL/dx_i under the updated critic;
+4. dL/dx_i goes to actor i, which back-propagates and steps its optimizers.
+
+Only u, the x_i and the dL/dx_i cross the object store. Step 4 is not awaited: actor calls run
+in submission order, so step t+1's ``sample`` runs after step t's ``apply_gradient``, and the
+step count every ``sample`` returns proves it did.
+
+Faults. Every ``snapshot_every`` steps the coordinator keeps a snapshot: its own state, and
+every actor's, which each actor also saves to its local file. If an actor dies (or answers with
+a step count that is not the expected one, as a restarted actor does), the coordinator waits
+for Ray to restart it (``__init__`` reloads the file), rolls itself and every actor whose state
+moved on back to the snapshot, and replays. All randomness is drawn here, so the replayed steps
+are the steps an uninterrupted run takes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import torch
+
+from ..methods.multisource import MultiSourceConfig, build_selector, source_prefix, step_record
+from ..methods.nets import GANConfig
+from .generator import set_threads, torch_device
+
+
+class StaleActorError(RuntimeError):
+    """An actor's step count is not the one this step expects (it was restarted, or a call failed)."""
+
+
+class CoordinatorActor:
+    """Holds the critic and selector; runs steps over the generator actors.
+
+    Args:
+        generators: handles of the N GeneratorActors, in source order.
+        arch: the critic's GANConfig (source 0's) as a dict.
+        critic_state: the shared critic's starting weights.
+        images: the target training set.
+        cfg: the run's MultiSourceConfig as a dict.
+        threads: torch intra-op threads of this process.
+        snapshot_every: steps between snapshots (a dead actor costs at most this many replayed steps).
+        step_timeout_s: the longest wait for the actors within one step.
+        restart_timeout_s: the longest wait for a dead actor to come back.
+    """
+
+    def __init__(self, generators: Sequence[Any], arch: dict, critic_state: dict[str, torch.Tensor],
+                 images: torch.Tensor, cfg: dict, threads: int = 1, snapshot_every: int = 100,
+                 step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0):
+        set_threads(threads)
+        self.generators = list(generators)
+        self.cfg = MultiSourceConfig.from_dict(cfg)
+        self.selector = build_selector(GANConfig.from_dict(arch), critic_state, images, len(self.generators),
+                                       self.cfg, torch_device())
+        self.snapshot_every = max(1, int(snapshot_every))
+        self.step_timeout_s = step_timeout_s
+        self.restart_timeout_s = restart_timeout_s
+        self.snapshot: tuple[int, dict[str, torch.Tensor], list[dict[str, torch.Tensor]]] | None = None
+        self.recoveries = 0
+        self._pending: list[Any] = []  # apply_gradient calls of the last step, not yet awaited
+
+    # ------------------------------------------------------------ public (remote) methods
+
+    def steps_done(self) -> int:
+        return self.selector.steps_done
+
+    def shares(self) -> list[float]:
+        return [float(p) for p in self.selector.shares()]
+
+    def info(self) -> dict[str, Any]:
+        return {"steps_done": self.selector.steps_done, "recoveries": self.recoveries,
+                "snapshot_step": None if self.snapshot is None else self.snapshot[0],
+                "threads": torch.get_num_threads()}
+
+    def run_until(self, target: int) -> list[dict[str, Any]]:
+        """Run steps until ``target`` are done; the history rows of the steps past the start."""
+        import ray
+
+        start = self.selector.steps_done
+        rows: dict[int, dict[str, Any]] = {}
+        while True:
+            try:
+                if self.snapshot is None:
+                    self._take_snapshot()
+                while self.selector.steps_done < target:
+                    row = self._step()
+                    if row["step"] > start:
+                        rows[row["step"]] = row
+                    if self.selector.steps_done % self.snapshot_every == 0:
+                        self._take_snapshot()
+                self._flush()
+                break
+            except (ray.exceptions.RayActorError, StaleActorError) as e:
+                self._recover(e)
+        return [rows[s] for s in sorted(rows)]
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The run's whole state at the current step (critic, selector, RNG and every source)."""
+        import ray
+
+        target = self.selector.steps_done
+        while self.snapshot is None or self.snapshot[0] != target:
+            try:
+                self._take_snapshot()
+            except (ray.exceptions.RayActorError, StaleActorError) as e:
+                self._recover(e)
+                self.run_until(target)  # replay to where we were (it snapshots on its way)
+        step, own, states = self.snapshot
+        out = dict(own)
+        for i, state in enumerate(states):
+            out.update({source_prefix(i) + k: v for k, v in state.items()})
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> int:
+        """Set the whole run to ``tensors`` (a resume); returns the step it is at."""
+        import ray
+
+        self.selector.load_state_tensors(tensors)
+        parts = [{k[len(source_prefix(i)):]: v for k, v in tensors.items() if k.startswith(source_prefix(i))}
+                 for i in range(len(self.generators))]
+        self.snapshot = (self.selector.steps_done, self.selector.state_tensors(), parts)
+        self._pending = []
+        for attempt in range(3):
+            try:
+                self._restore_snapshot()
+                self._take_snapshot()  # writes every actor's state file at this step
+                return self.selector.steps_done
+            except (ray.exceptions.RayActorError, StaleActorError) as e:
+                self.recoveries += 1
+                self._wait_for_actors(e)
+        raise RuntimeError("could not load the checkpoint into the generator actors (they keep failing)")
+
+    # ------------------------------------------------------------ one step
+
+    def _step(self) -> dict[str, Any]:
+        import ray
+
+        t = self.selector.steps_done + 1
+        u_ref = ray.put(self.selector.draw_latent())
+        refs = [g.sample.remote(u_ref, t) for g in self.generators]
+        pending, self._pending = self._pending, []
+        out = ray.get(pending + refs, timeout=self.step_timeout_s)
+        acks, samples = out[:len(pending)], out[len(pending):]
+        behind = [i for i, (done, _) in enumerate(samples) if done != t - 1] + [i for i, a in enumerate(acks) if a != t - 1]
+        if behind:
+            raise StaleActorError(f"generator actors {sorted(set(behind))} are not at step {t - 1}")
+        result = self.selector.step([x for _, x in samples])
+        self._pending = [g.apply_gradient.remote(grad.cpu(), t) for g, grad in zip(self.generators, result.grads)]
+        return step_record(t, self.cfg, result, self.selector.shares())
+
+    def _flush(self) -> None:
+        import ray
+
+        pending, self._pending = self._pending, []
+        t = self.selector.steps_done
+        if pending and any(a != t for a in ray.get(pending, timeout=self.step_timeout_s)):
+            raise StaleActorError(f"a generator actor did not apply step {t}")
+
+    # ------------------------------------------------------------ snapshots and recovery
+
+    def _take_snapshot(self) -> None:
+        import ray
+
+        self._flush()
+        states = ray.get([g.save.remote() for g in self.generators], timeout=self.step_timeout_s)
+        step = self.selector.steps_done
+        if any(int(s["steps_done"]) != step for s in states):
+            raise StaleActorError(f"a generator actor's saved state is not at step {step}")
+        self.snapshot = (step, self.selector.state_tensors(), states)
+
+    def _wait_for_actors(self, error: Exception) -> list[dict[str, Any]]:
+        """Every actor's info, waiting (up to ``restart_timeout_s``) for Ray to restart dead ones."""
+        import ray
+
+        deadline = time.monotonic() + self.restart_timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"a generator actor did not come back within {self.restart_timeout_s:.0f} s "
+                                   f"after {type(error).__name__}: {error}")
+            try:
+                return ray.get([g.info.remote() for g in self.generators], timeout=remaining)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                time.sleep(0.2)
+
+    def _restore_snapshot(self, infos: list[dict[str, Any]] | None = None) -> None:
+        """Roll the critic/selector, and every actor whose state moved on, back to the snapshot.
+
+        Without ``infos`` every actor is loaded; with them, an actor already at the snapshot
+        (a restarted one that reloaded its file) is left as it is.
+        """
+        import ray
+
+        step, own, states = self.snapshot
+        self.selector.load_state_tensors(own)
+        infos = infos or [None] * len(states)
+        loads = [g.load_state.remote(s) for g, s, info in zip(self.generators, states, infos)
+                 if info is None or info["steps_done"] != step or info["dirty"]]
+        ray.get(loads, timeout=self.step_timeout_s)
+
+    def _recover(self, error: Exception) -> None:
+        """Wait for restarted actors, then roll the run back to the last snapshot and carry on."""
+        import ray
+
+        if self.snapshot is None:
+            raise RuntimeError(f"a generator actor failed before the first snapshot: {error}")
+        self._pending = []
+        for attempt in range(3):
+            self.recoveries += 1
+            infos = self._wait_for_actors(error)
+            try:
+                self._restore_snapshot(infos)
+                return
+            except (ray.exceptions.RayActorError, StaleActorError) as e:
+                error = e
+        raise RuntimeError(f"generator actors keep failing while being restored: {error}")

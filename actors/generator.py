@@ -1,0 +1,124 @@
+"""``GeneratorActor``: one source generator G_i and its miner M_i on one device (a GPU when the
+actor was given one).
+
+It hosts a :class:`ganlode.methods.multisource.MinedSource` and adds no maths: it turns u into
+x_i = G_i(M_i(u)) (keeping the graph), back-propagates the dL/dx_i it is sent, and saves its
+whole state (weights, BatchNorm statistics, optimizer moments, step count) to a local
+safetensors file at every snapshot. Ray re-runs ``__init__`` when it restarts a dead actor
+(``max_restarts``), and ``__init__`` reloads that file, so a restarted actor is at the last
+snapshot; the coordinator checks step counts and replays from there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..methods.multisource import MultiSourceConfig, build_source
+from ..methods.nets import GANConfig
+
+
+def torch_device() -> torch.device:
+    """CUDA when this process can see a GPU, else the CPU (never inferred from Ray's GPU ids)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch's intra-op threads: actors with a fraction of a CPU must not each use every core."""
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str) -> None:
+    """Write a safetensors file so that a reader sees the old file or the complete new one."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class GeneratorActor:
+    """Source ``index`` of a multi-source mining run.
+
+    Args:
+        index: the source's position (seeds its miner).
+        arch: the source's GANConfig as a dict.
+        generator_state: the source generator's weights (from its checkpoint).
+        cfg: the run's MultiSourceConfig as a dict.
+        state_path: local file that :meth:`save` keeps current; reloaded here if present.
+        threads: torch intra-op threads of this process.
+    """
+
+    def __init__(self, index: int, arch: dict, generator_state: dict[str, torch.Tensor], cfg: dict,
+                 state_path: str | None = None, threads: int = 1):
+        set_threads(threads)
+        self.index = index
+        self.device = torch_device()
+        self.state_path = state_path
+        self.source = build_source(GANConfig.from_dict(arch), generator_state, MultiSourceConfig.from_dict(cfg),
+                                   index, self.device)
+        self.loaded_from: str | None = None
+        if state_path and os.path.exists(state_path):
+            self.source.load_state_tensors(load_file(state_path, device=str(self.device)))
+            self.loaded_from = state_path
+        self.dirty = False  # True once the state moved past the last save/load
+
+    def sample(self, u: torch.Tensor, step: int) -> tuple[int, torch.Tensor]:
+        """(steps done before this call, x_i for step ``step`` on the CPU); the graph stays here."""
+        done = self.source.steps_done
+        if done != step - 1:  # a restarted actor is behind: let the coordinator roll back
+            return done, torch.empty(0)
+        self.dirty = True
+        x = self.source.sample(u.to(self.device), step)
+        return done, x.detach().cpu()
+
+    def apply_gradient(self, grad_x: torch.Tensor, step: int) -> int:
+        """Back-propagate dL/dx_i of step ``step`` and step the optimizers; returns steps done."""
+        if self.source.steps_done != step - 1:
+            return self.source.steps_done
+        self.dirty = True
+        self.source.apply_gradient(grad_x.to(self.device))
+        return self.source.steps_done
+
+    def save(self) -> dict[str, torch.Tensor]:
+        """Write the state to ``state_path`` (if any) and return it (CPU tensors)."""
+        tensors = self.source.state_tensors()
+        if self.state_path:
+            save_tensors_atomic(tensors, self.state_path)
+        self.dirty = False
+        return tensors
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> int:
+        self.source.load_state_tensors({k: v.to(self.device) for k, v in tensors.items()})
+        self.dirty = False
+        return self.source.steps_done
+
+    def discard_state_file(self) -> None:
+        if self.state_path and os.path.exists(self.state_path):
+            os.unlink(self.state_path)
+
+    def info(self) -> dict[str, Any]:
+        """Where and how this actor runs, and where its state stands."""
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "gpu_ids": [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "steps_done": self.source.steps_done,
+            "dirty": self.dirty,
+            "loaded_from": self.loaded_from,
+        }

@@ -1,0 +1,210 @@
+"""Placing a multi-source mining run on a Ray cluster.
+
+One placement group holds one bundle per source generator (``{"CPU": c, "GPU": g}``: a whole GPU
+each when the cluster has them, else a fraction of a CPU) and one bundle for the coordinator.
+Fractions matter: an actor that asks for a whole CPU each on a 2-CPU box leaves the third one
+waiting forever, so bundles ask for what is there and every wait has a timeout.
+
+:class:`MiningCluster` is the driver's handle on the run; it has the interface of the
+in-process reference (:class:`ganlode.methods.multisource.MultiSourceMiner`): ``steps_done``,
+``run_until``, ``shares``, ``state_tensors``, ``load_state_tensors``, ``close``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ..methods.multisource import MultiSourceConfig
+from ..methods.nets import GANConfig
+from .coordinator import CoordinatorActor
+from .generator import GeneratorActor
+
+
+@dataclass(frozen=True)
+class MiningResources:
+    """What each actor asks Ray for."""
+
+    cpus_per_source: float
+    gpus_per_source: float
+    coordinator_cpus: float
+    threads_per_source: int = 1
+    coordinator_threads: int = 1
+    coordinator_gpus: float = 0.0  # the shared critic gets a GPU only when one is left over
+
+    def bundles(self, n_sources: int) -> list[dict[str, float]]:
+        source = {"CPU": self.cpus_per_source, **({"GPU": self.gpus_per_source} if self.gpus_per_source else {})}
+        coordinator = {"CPU": self.coordinator_cpus, **({"GPU": self.coordinator_gpus} if self.coordinator_gpus else {})}
+        return [dict(source) for _ in range(n_sources)] + [coordinator]
+
+
+def _floor(x: float, step: float = 0.05) -> float:
+    return round(max(step, math.floor(x / step + 1e-9) * step), 2)
+
+
+def plan_resources(n_sources: int, gpus_per_source: float | None = None, *, threads: int | None = None,
+                   available: dict[str, float] | None = None) -> MiningResources:
+    """Resources for N generator actors and a coordinator on the cluster's free resources.
+
+    Args:
+        n_sources: N.
+        gpus_per_source: GPUs per generator actor; None picks 1 when the cluster has N free GPUs,
+            1/k of a GPU (k sources per GPU) when it has fewer, and 0 when it has none.
+        threads: torch threads per actor (default: the whole CPUs its bundle holds, at least 1).
+        available: free resources (default: ``ray.available_resources()``).
+    """
+    if available is None:
+        import ray
+
+        available = ray.available_resources()
+    cpus, gpus = float(available.get("CPU", 0.0)), float(available.get("GPU", 0.0))
+    coordinator_gpus = 0.0
+    if gpus_per_source is None:
+        coordinator_gpus = 1.0 if int(gpus) > n_sources else 0.0
+        # Whole GPUs when there are enough; else 1/k of one, k = sources per GPU (a fraction
+        # like 2/3 would not pack: two such bundles do not fit on one GPU).
+        whole = int(gpus)
+        gpus_per_source = 0.0 if whole < 1 else 1.0 / math.ceil(n_sources / whole)
+    if gpus_per_source < 0:
+        raise ValueError("gpus_per_source must be >= 0")
+    # Leave a tenth for whatever else runs; no actor asks for more than 1 CPU.
+    per_actor = min(1.0, 0.9 * cpus / (n_sources + 1)) if cpus > 0 else 0.05
+    per_actor = _floor(per_actor)
+    t = threads or max(1, int(per_actor))
+    return MiningResources(per_actor, float(gpus_per_source), per_actor, t, t, coordinator_gpus)
+
+
+def gpus_needed(n_sources: int, gpus_per_source: float) -> float:
+    """Whole GPUs that N bundles of ``gpus_per_source`` need (fractions pack only whole per GPU)."""
+    if gpus_per_source <= 0:
+        return 0.0
+    if gpus_per_source >= 1:
+        return n_sources * gpus_per_source
+    return float(math.ceil(n_sources / math.floor(1 / gpus_per_source + 1e-9)))
+
+
+def _state_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "ganlode-mine", uuid.uuid4().hex[:12])
+
+
+class MiningCluster:
+    """N GeneratorActors and one CoordinatorActor in one placement group.
+
+    Args:
+        arches: each source's GANConfig.
+        generator_states: each source generator's weights.
+        critic_state: the shared critic's starting weights (architecture ``arches[0]``).
+        images: the target training set.
+        cfg: the run's settings.
+        resources: from :func:`plan_resources`.
+        snapshot_every: steps between in-memory snapshots (the most a dead actor costs).
+        max_restarts: restarts Ray grants each generator actor.
+        step_timeout_s, restart_timeout_s, ready_timeout_s: the longest waits for one step,
+            for a restarted actor, and for the placement group.
+    """
+
+    def __init__(self, arches: Sequence[GANConfig], generator_states: Sequence[dict[str, torch.Tensor]],
+                 critic_state: dict[str, torch.Tensor], images: torch.Tensor, cfg: MultiSourceConfig,
+                 resources: MiningResources, *, snapshot_every: int = 100, max_restarts: int = 3,
+                 step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0, ready_timeout_s: float = 60.0):
+        import ray
+        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        n = len(arches)
+        self.resources = resources
+        self.timeout_s = step_timeout_s
+        self.restart_timeout_s = restart_timeout_s
+        self.state_dir = _state_dir()
+        self.pg = placement_group(resources.bundles(n), strategy="PACK")
+        try:
+            ray.get(self.pg.ready(), timeout=ready_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            remove_placement_group(self.pg)
+            raise RuntimeError(
+                f"the Ray cluster could not place {n} generator actors and a coordinator within {ready_timeout_s:.0f} s: "
+                f"they need {resources.bundles(n)}, the cluster has {ray.available_resources()} free"
+            ) from None
+        gen_cls = ray.remote(GeneratorActor)
+        coord_cls = ray.remote(CoordinatorActor)
+        cfg_dict = cfg.to_dict()
+        self.generators = [
+            gen_cls.options(
+                num_cpus=resources.cpus_per_source, num_gpus=resources.gpus_per_source,
+                max_restarts=max_restarts, max_task_retries=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+            ).remote(i, arches[i].to_dict(), generator_states[i], cfg_dict,
+                     os.path.join(self.state_dir, f"source-{i}.safetensors"), resources.threads_per_source)
+            for i in range(n)
+        ]
+        self.coordinator = coord_cls.options(
+            num_cpus=resources.coordinator_cpus, num_gpus=resources.coordinator_gpus, max_restarts=0,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=n),
+        ).remote(self.generators, arches[0].to_dict(), critic_state, images, cfg_dict,
+                 resources.coordinator_threads, snapshot_every, step_timeout_s, restart_timeout_s)
+        self._steps_done = 0
+
+    def _get(self, ref: Any, steps: int = 1) -> Any:
+        import ray
+
+        return ray.get(ref, timeout=self.timeout_s * max(1, steps) + 3 * self.restart_timeout_s)
+
+    @property
+    def steps_done(self) -> int:
+        return self._steps_done
+
+    def run_until(self, step: int) -> list[dict[str, Any]]:
+        rows = self._get(self.coordinator.run_until.remote(step), step - self._steps_done)
+        self._steps_done = step
+        return rows
+
+    def shares(self) -> list[float]:
+        return self._get(self.coordinator.shares.remote())
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return self._get(self.coordinator.state_tensors.remote())
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self._steps_done = self._get(self.coordinator.load_state_tensors.remote(tensors))
+
+    def generator_info(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get([g.info.remote() for g in self.generators], timeout=self.timeout_s)
+
+    def coordinator_info(self) -> dict[str, Any]:
+        return self._get(self.coordinator.info.remote())
+
+    def close(self) -> None:
+        """Stop every actor, free the placement group and drop the actors' state files."""
+        import shutil
+
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        try:
+            ray.get([g.discard_state_file.remote() for g in self.generators], timeout=10)
+        except Exception:  # noqa: BLE001 - best effort: a dead actor's node may be gone
+            pass
+        for actor in [self.coordinator, *self.generators]:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        try:
+            remove_placement_group(self.pg)
+        except Exception:  # noqa: BLE001
+            pass
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> "MiningCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,87 @@
+"""MineGAN with one source (Wang et al. 2020): mine the source's latent space, then fine-tune.
+
+1. Mining (``mining_steps`` steps): a miner M: u -> z sits in front of the source generator G.
+   Only M is trained, adversarially against a critic that starts from the source critic (with
+   the source's loss unless another is given). G is frozen and stays in eval mode, so its
+   weights and BatchNorm statistics are bit-identical afterwards.
+2. Joint fine-tuning (the remaining steps): G (in train mode) and M are trained together, the
+   critic continues with its optimizer state.
+Sampling: x = G(M(u)), u ~ N(0, I); the checkpoint kind ``minegan`` stores G, M and the critic.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .finetune import train_config
+from .miner import MinedGenerator, Miner, MinerConfig
+from .train import GANTrainer, make_adam
+from .transfer import Adapter, Export, Source, TransferOptions, seeded_init
+
+
+class FrozenGeneratorMiner(MinedGenerator):
+    """G(M(u)) whose generator stays in eval mode even when the module is put in train mode."""
+
+    def train(self, mode: bool = True) -> "FrozenGeneratorMiner":
+        super().train(mode)
+        self.generator.eval()
+        return self
+
+
+def mining_trainer(generator: nn.Module, miner: Miner, critic: nn.Module, images: torch.Tensor,
+                   cfg) -> GANTrainer:
+    """A GANTrainer whose generator optimizer holds only the miner; G is frozen in eval mode."""
+    generator.eval().requires_grad_(False)
+    return GANTrainer(FrozenGeneratorMiner(generator, miner), critic, images, cfg, g_params=list(miner.parameters()))
+
+
+def start_joint_finetuning(trainer: GANTrainer, generator: nn.Module, miner: Miner) -> None:
+    """Switch a mining trainer to training G and M together (the critic keeps its optimizer)."""
+    generator.requires_grad_(True)
+    trainer.G = MinedGenerator(generator, miner)
+    trainer.g_params = list(generator.parameters()) + list(miner.parameters())
+    trainer.opt_g = make_adam(trainer.g_params, trainer.cfg.lr_g, trainer.cfg)
+
+
+class MineGAN(Adapter):
+    method = "minegan"
+
+    def __init__(self, source: Source, images: torch.Tensor, options: TransferOptions, *, seed: int,
+                 miner_config: MinerConfig | None = None):
+        self.G = copy.deepcopy(source.generator)
+        self.D = copy.deepcopy(source.critic).requires_grad_(True)
+        self.miner_config = miner_config or MinerConfig(latent_dim=self.G.latent_dim)
+        self.miner = seeded_init(seed, lambda: Miner(self.miner_config))
+        self.mining_steps = options.mining_steps or 0
+        self.trainer = mining_trainer(self.G, self.miner, self.D, images, train_config(options, source, seed))
+        self.joint = False
+        if self.mining_steps == 0:
+            self._start_joint()
+
+    def _start_joint(self) -> None:
+        start_joint_finetuning(self.trainer, self.G, self.miner)
+        self.joint = True
+
+    @property
+    def steps_done(self) -> int:  # type: ignore[override]
+        return self.trainer.steps_done
+
+    @property
+    def phase(self) -> str:
+        return "joint" if self.joint else "mining"
+
+    def step(self) -> dict[str, float]:
+        if not self.joint and self.trainer.steps_done >= self.mining_steps:
+            self._start_joint()
+        return self.trainer.step()
+
+    def sampling_generator(self) -> nn.Module:
+        return MinedGenerator(self.G, self.miner)
+
+    def export(self) -> Export:
+        extra = {f"miner.{k}": v.detach().clone() for k, v in self.miner.state_dict().items()}
+        return Export(kind="minegan", generator=self.G, critic=self.D, extra=extra,
+                      config={"miner": self.miner_config.to_dict(), "mining_steps": self.mining_steps})

@@ -1,0 +1,71 @@
+"""The protocol's metrics against their closed forms (pure functions of feature matrices)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganlode.methods import metrics as M
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small matrices: one thread avoids contention on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _features(n: int = 200, d: int = 8, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64)
+    return torch.randn(n, d, generator=g, dtype=torch.float64) @ mix  # correlated, full rank
+
+
+def test_fid_is_zero_for_identical_feature_sets():
+    x = _features()
+    assert M.fid(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_equals_squared_mean_distance_for_equal_covariances():
+    """x and x + c have the same covariance, so FID = ||c||^2 (the trace term vanishes)."""
+    x = _features()
+    c = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, 0.25, -1.0, 2.0], dtype=torch.float64)
+    assert M.fid(x + c, x) == pytest.approx(float(c.pow(2).sum()), rel=1e-5)
+
+
+def test_kmmd_is_zero_for_identical_sets_and_grows_with_a_shift():
+    x = _features()
+    sigma = M.kmmd_bandwidth(x)
+    assert M.kmmd(x, x, sigma) == pytest.approx(0.0, abs=1e-12)
+    direction = torch.ones(x.shape[1], dtype=torch.float64) / x.shape[1] ** 0.5
+    values = [M.kmmd(x + s * sigma * direction, x, sigma) for s in (0.25, 0.5, 1.0, 2.0, 4.0)]
+    assert all(a < b for a, b in zip(values, values[1:])), values
+    assert values[0] > 0
+
+
+def test_kmmd_bandwidth_is_the_median_pairwise_distance():
+    ref = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)  # distances 1, 2, 3
+    assert M.kmmd_bandwidth(ref) == pytest.approx(2.0)
+
+
+def test_mv_closed_forms():
+    """tr(Cov) ratio: 1 for the same features (also shifted), 4 for features scaled by 2."""
+    x = _features()
+    assert M.mv(x, x) == pytest.approx(1.0)
+    assert M.mv(x + 5.0, x) == pytest.approx(1.0)
+    assert M.mv(2 * x, x) == pytest.approx(4.0)
+    assert M.mv(x, 2 * x) == pytest.approx(0.25)
+
+
+def test_all_metrics_reports_the_bandwidth_it_used():
+    x, y = _features(seed=0), _features(seed=1)
+    out = M.all_metrics(x, y, bandwidth=3.0)
+    assert out["kmmd_bandwidth"] == 3.0 and out["kmmd"] == pytest.approx(M.kmmd(x, y, 3.0))
+    assert set(M.METRICS) <= set(out)
+
+
+def test_mismatched_feature_sets_are_rejected():
+    with pytest.raises(ValueError, match="equal d"):
+        M.fid(torch.zeros(4, 3), torch.zeros(4, 2))
