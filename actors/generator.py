@@ -52,15 +52,22 @@ class GeneratorActor:
     Args:
         index: the source's position (seeds its miner).
         arch: the source's GANConfig as a dict.
-        generator_state: the source generator's weights (from its checkpoint).
+        generator_state: the source generator's weights, or a one-element list holding an
+            ObjectRef to them that the driver keeps alive. The list form keeps large tensors out
+            of the constructor's own arguments, which Ray may evict before a restart
+            (ray-project/ray#53727).
         cfg: the run's MultiSourceConfig as a dict.
         state_path: local file that :meth:`save` keeps current; reloaded here if present.
         threads: torch intra-op threads of this process.
     """
 
-    def __init__(self, index: int, arch: dict, generator_state: dict[str, torch.Tensor], cfg: dict,
+    def __init__(self, index: int, arch: dict, generator_state: dict[str, torch.Tensor] | list, cfg: dict,
                  state_path: str | None = None, threads: int = 1):
         set_threads(threads)
+        if isinstance(generator_state, list):
+            import ray
+
+            generator_state = ray.get(generator_state[0], timeout=300)
         self.index = index
         self.device = torch_device()
         self.state_path = state_path

@@ -134,12 +134,14 @@ class MiningCluster:
         gen_cls = ray.remote(GeneratorActor)
         coord_cls = ray.remote(CoordinatorActor)
         cfg_dict = cfg.to_dict()
+        # Held here for the actors' lifetime: a restarted actor fetches its weights again.
+        self._weights = [ray.put({k: v.detach().cpu() for k, v in state.items()}) for state in generator_states]
         self.generators = [
             gen_cls.options(
                 num_cpus=resources.cpus_per_source, num_gpus=resources.gpus_per_source,
                 max_restarts=max_restarts, max_task_retries=0,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
-            ).remote(i, arches[i].to_dict(), generator_states[i], cfg_dict,
+            ).remote(i, arches[i].to_dict(), [self._weights[i]], cfg_dict,
                      os.path.join(self.state_dir, f"source-{i}.safetensors"), resources.threads_per_source)
             for i in range(n)
         ]

@@ -13,6 +13,7 @@ default search spaces (override with --space FILE, YAML or JSON; a file replaces
   freezed+l2sp   freeze_depth randint 0..blocks + l2sp_weight (any + of freezed, l2sp, distill
                  trains finetune with those options together); finetune searches all three
   minegan        mining_steps randint 0..--steps, lr
+  mine           (two or more --source) mining_steps, lr_miner loguniform 1e-4..1e-2, lr
   scratch, adabn, bsa, glo: lr
   file format:   freeze_depth: {randint: [0, 3]}     lr: {loguniform: [1.0e-5, 1.0e-3]}
                  l2sp_on: {choice: [g, d, both]}      batch: 32   (a plain value is fixed)
@@ -45,17 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="SPEC", help="target spec, e.g. mnist5k:7@100")
     p.add_argument("--method", metavar="M", help="a transfer method, a + combination such as freezed+l2sp, or mine")
     p.add_argument("--space", metavar="FILE", help="search space (YAML or JSON) replacing the method's default")
-    p.add_argument("--trials", type=int, help="number of trials (default 12)")
-    p.add_argument("--concurrent", type=int, default=2, help="trials at once, capped by the cluster's free CPUs (default 2)")
-    p.add_argument("--steps", type=int, help="training steps per trial (default 300)")
+    p.add_argument("--trials", type=int, metavar="N", help="number of trials (default 12)")
+    p.add_argument("--concurrent", type=int, default=2, metavar="C", help="trials at once, capped by the cluster's free CPUs (default 2)")
+    p.add_argument("--steps", type=int, metavar="S", help="training steps per trial (default 300)")
     p.add_argument("--eval-every", type=int, default=None, metavar="K",
                    help="score and checkpoint every K steps (default steps/6)")
-    p.add_argument("--metric", default="kmmd", help="metric to optimise: kmmd (default), fid or mv")
+    p.add_argument("--metric", default="kmmd", metavar="NAME", help="metric to optimise: kmmd (default), fid or mv")
     p.add_argument("--mode", default="min", choices=["min", "max"], help="minimise (default) or maximise it")
     p.add_argument("--seed", type=int, default=0, help="seeds Optuna, the target draw and every trial's training")
     p.add_argument("--val-n", type=int, default=None, metavar="N", help="cap on the validation (held-out) images")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch threads) per trial (default 1)")
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint (default 2)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="CPUS", help="CPUs (and torch threads) per trial (default 1)")
+    p.add_argument("--max-failures", type=int, default=2, metavar="K", help="retries of a failed trial from its checkpoint (default 2)")
     p.add_argument("--grace-period", type=int, default=None, metavar="STEPS",
                    help="steps before ASHA may stop a trial (default steps/4)")
     p.add_argument("--out", metavar="DIR", help="search directory to create (local or s3://)")

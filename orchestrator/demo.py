@@ -47,7 +47,7 @@ class Budget:
 
 BUDGETS = {
     "default": Budget(mining_steps=500, finetune_steps=100, transfer_steps=300, eval_every=100, eval_n=None),
-    "quick": Budget(mining_steps=120, finetune_steps=30, transfer_steps=60, eval_every=30, eval_n=200),
+    "quick": Budget(mining_steps=120, finetune_steps=30, transfer_steps=60, eval_every=30, eval_n=100),
 }
 
 

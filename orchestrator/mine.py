@@ -163,24 +163,11 @@ def shares_table_bytes(history: Sequence[dict[str, Any]], sources: Sequence[str]
 
 
 def shares_plot_png(history: Sequence[dict[str, Any]], sources: Sequence[str], true: Sequence[float] | None = None) -> bytes:
-    from matplotlib.figure import Figure
+    """The selector's shares over the logged steps (dashed: the true shares, when known)."""
+    from .report import shares_png
 
-    fig = Figure(figsize=(6.4, 3.6))
-    ax = fig.subplots()
-    steps = [r["step"] for r in history]
-    for i, name in enumerate(sources):
-        line, = ax.plot(steps, [r["shares"][i] for r in history], label=name)
-        if true is not None:
-            ax.axhline(true[i], color=line.get_color(), linestyle=":", linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("selector share p_i")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("selector shares" + (" (dotted: true shares)" if true is not None else ""))
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    rows = [{"step": r["step"], "source": sources[i], "share": p} for r in history for i, p in enumerate(r["shares"])]
+    return shares_png(rows, dict(zip(sources, true)) if true is not None else None)
 
 
 def _truncate_metrics(run: RunDir, step: int) -> None:

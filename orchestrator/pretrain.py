@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..methods.bn import recalibrate_batchnorm
+from ..methods.bn import adapt_batchnorm
 from ..methods.nets import Critic, GANConfig, Generator, build_gan
 from ..methods.train import GANTrainer, TrainConfig
 from .progress import Progress
@@ -67,9 +67,8 @@ def _run_loop(
     if trainer.G_ema is None:
         return generator, critic, history
     # The averaged weights' own activation statistics, not the last iterate's.
-    latents = torch.Generator().manual_seed(tcfg.seed)
-    recalibrate_batchnorm(trainer.G_ema, (torch.randn(256, arch.latent_dim, generator=latents) for _ in range(8)))
-    return trainer.G_ema, critic, history
+    latents = torch.randn(2048, arch.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed))
+    return adapt_batchnorm(trainer.G_ema, latents), critic, history
 
 
 def pretrain_local(

@@ -122,6 +122,7 @@ def curves_png(metrics: list[dict], names: tuple[str, ...] = ("fid", "kmmd")) ->
 
 
 def shares_png(shares: list[dict], true_shares: dict[str, float] | None) -> bytes | None:
+    """Rows of (step, source, share) as a line per source; dashed lines at the true shares."""
     if not shares:
         return None
     import matplotlib
@@ -182,7 +183,10 @@ def render(inputs: dict[str, Any], title: str) -> str:
             parts.append(f"<div class='grid'><img class='{cls}' alt='{html.escape(name)}' src='{_data_uri(samples[name])}'>"
                          f"<div>{html.escape(label)}</div></div>")
         parts.append("</div>")
-    shares = shares_png(inputs["shares"], config.get("true_shares"))
+    true = config.get("true_shares")
+    if isinstance(true, list):  # mine runs record them in source order
+        true = dict(zip(config.get("sources", []), true))
+    shares = shares_png(inputs["shares"], true)
     if shares:
         parts.append(f"<h2>Selector shares</h2><div class='plots'><img alt='shares' src='{_data_uri(shares)}'></div>")
     curves = curves_png(metrics)

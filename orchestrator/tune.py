@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -436,10 +437,7 @@ def mine_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str, An
             start, earlier_s = int(meta["step"]), float(meta.get("wall_s", 0.0))
     _trace(hooks, trial_id, start)
 
-    def on_eval(step: int, values: dict[str, float]) -> None:
-        if step == 0 or step <= start:
-            return
-        _maybe_fail(hooks, trial_id, step)
+    def report(step: int, values: dict[str, float]) -> None:
         wall_s = earlier_s + time.time() - t0
         with tempfile.TemporaryDirectory(prefix="ganlode-trial-") as d:
             with open(os.path.join(d, META_FILE), "w") as f:
@@ -448,10 +446,19 @@ def mine_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str, An
                        **{k: float(v) for k, v in values.items() if k.startswith("share")}}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
+    def on_eval(step: int, values: dict[str, float]) -> None:
+        # The last evaluation is reported once run_mine has written the final model: Tune may
+        # end a trial as soon as it reports its last step.
+        if step == 0 or step <= start or step >= s.steps:
+            return
+        _maybe_fail(hooks, trial_id, step)
+        report(step, values)
+
     # In-process engine: a trial's generators share its reserved CPUs (see trial_resources).
-    run_mine(list(s.sources), s.target, run_dir, cfg, seed=s.seed, checkpoint_every=s.eval_every, resume=True,
-             in_process=True, threads=threads, eval_every=s.eval_every, on_eval=on_eval, eval_n=s.val_n,
-             show_progress=False)
+    result = run_mine(list(s.sources), s.target, run_dir, cfg, seed=s.seed, checkpoint_every=s.eval_every,
+                      resume=True, in_process=True, threads=threads, eval_every=s.eval_every, on_eval=on_eval,
+                      eval_n=s.val_n, show_progress=False)
+    report(s.steps, result.metrics)
 
 
 def run_search(
@@ -469,7 +476,8 @@ def run_search(
         resume: continue the search in ``spec.out`` (finished trials are not run again).
         callbacks: Ray Tune callbacks (progress, tests).
         hooks: test hooks for the trainable: ``trace_dir`` (one file per trial execution,
-            named ``<trial_id>.<start step>.<random>``), ``fail_at_step`` (fail each trial once).
+            named ``<trial_id>.<start step>.<random>``), ``fail_at_step`` (the first trial to reach that step
+            fails there, once).
         verbose: Tune's console verbosity (0 silent, 1 default).
 
     Returns:
@@ -493,12 +501,22 @@ def run_search(
         raise UserError(f"{spec.out} already holds a search: continue it with `ganlode tune --resume {spec.out}`, "
                         "or pick a new --out")
     ensure_ray()
+    # Trials checkpoint at every evaluation by design (ASHA may stop them at any rung), so Tune's
+    # warning about frequent experiment snapshots is expected noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     fs, path = experiment_path(spec.out)
     if resume:
         tuner = tune.Tuner.restore(path, trainable(spec, hooks), resume_unfinished=True, resume_errored=True,
                                    storage_filesystem=fs)
     else:
-        concurrency = capped_concurrency(spec, ray.available_resources())
+        free = ray.available_resources()
+        concurrency = capped_concurrency(spec, free)
+        if verbose:
+            capped = f" (capped from {spec.concurrent}: the cluster has {free.get('CPU', 0):g} CPUs free)" \
+                if concurrency < min(spec.concurrent, spec.trials) else ""
+            print(f"tune: {spec.trials} trials of {spec.method} x {spec.steps} steps, at most {concurrency} at once"
+                  f"{capped}; optimising {spec.metric} ({spec.mode}) on the held-out split of {spec.target}",
+                  file=sys.stderr)
         storage.write_json_atomic(storage.join(spec.out, SPEC_FILE),
                                   {**spec.to_dict(), "max_concurrent": concurrency,
                                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -178,9 +178,11 @@ def plot_png(rows: list[dict[str, Any]], prepared: Any, best: int | None) -> byt
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (used as matplotlib.ticker)
 
     spec, params = prepared.spec, prepared.space.params
-    colours = {"done": "tab:blue", "stopped": "tab:gray", "diverged": "tab:red"}
+    colours = {"done": "tab:blue", "stopped": "tab:gray"}
+    labels = {"done": "full budget", "stopped": "stopped early (ASHA)"}
     fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params), 3.2), squeeze=False)
     for ax, p in zip(axes[0], params):
         for status, colour in colours.items():
@@ -188,13 +190,22 @@ def plot_png(rows: list[dict[str, Any]], prepared: Any, best: int | None) -> byt
                    if r["status"] == status and r[spec.metric] is not None and math.isfinite(r[spec.metric])]
             if pts:
                 xs = [_position(x, p) for x, _ in pts]
-                ax.scatter(xs, [y for _, y in pts], s=22, c=colour, label=status, alpha=0.8)
+                ax.scatter(xs, [y for _, y in pts], s=22, c=colour, label=labels[status], alpha=0.8)
         if best is not None:
             ax.scatter([_position(rows[best][p.name], p)], [rows[best][spec.metric]], s=140, marker="*",
                        c="tab:orange", edgecolors="black", label="best", zorder=3)
+        # the whole searched range, so the plot shows where in the space the trials landed
         if p.log_scale:
             ax.set_xscale("log")
-        if p.kind == "choice":
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlim(p.args[0] / 1.3, p.args[1] * 1.3)
+        elif p.kind == "randint":
+            ax.set_xlim(p.args[0] - 0.5, p.args[1] + 0.5)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        elif p.kind == "uniform":
+            pad = (p.args[1] - p.args[0]) * 0.05
+            ax.set_xlim(p.args[0] - pad, p.args[1] + pad)
+        else:
             ax.set_xticks(range(len(p.args)), [str(a) for a in p.args])
         ax.set_xlabel(p.name)
         ax.set_ylabel(f"{spec.metric} ({spec.mode})")

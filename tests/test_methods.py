@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ganlode.methods import transfer as T
-from ganlode.methods.adabn import adapt_batchnorm, batchnorm_layers
+from ganlode.methods.bn import adapt_batchnorm, batchnorm_layers
 from ganlode.methods.bsa import ScaleShiftGenerator, batchnorm_affine_parameters
 from ganlode.methods.finetune import distill_loss, l2sp_penalty
 from ganlode.methods.glo import fit_gaussian, fold_latent_gaussian

@@ -122,6 +122,17 @@ def test_same_seed_proposes_the_same_settings():
     assert proposals(3) != proposals(4)
 
 
+def test_concurrency_is_capped_to_the_free_cpus(source, tmp_path):
+    from ganlode.orchestrator.tune import capped_concurrency
+
+    spec = _spec(source, str(tmp_path), trials=12, concurrent=8)
+    assert capped_concurrency(spec, {"CPU": 2.0, "GPU": 2.0}) == 2
+    assert capped_concurrency(spec, {"CPU": 16.0}) == 8
+    assert capped_concurrency(_spec(source, str(tmp_path), trials=3, concurrent=8), {"CPU": 16.0}) == 3
+    with pytest.raises(UserError, match="needs 2 CPUs but the Ray cluster has 1 free"):
+        capped_concurrency(_spec(source, str(tmp_path), cpus_per_trial=2.0), {"CPU": 1.0})
+
+
 # ---------------------------------------------------------------- trial checkpoints (no Ray)
 
 
@@ -292,3 +303,27 @@ def test_search_on_s3_resumes_from_there(ray_cluster, source, s3_bucket, tmp_pat
     assert len(table) == 2
     best = storage.read_json(storage.join(out, "best.json"))
     assert load_model(storage.join(out, "best")).config["tune"]["trial_id"] == best["trial_id"]
+
+
+def test_multi_source_search_exports_the_best_mined_run(ray_cluster, source, tmp_path, capsys):
+    """--method mine: each trial is a run_mine run; the best one becomes OUT/best, and eval reproduces its score."""
+    arch = GANConfig(latent_dim=8, g_width=8, d_width=8)
+    torch.manual_seed(1)
+    g, d = build_gan(arch)
+    second = str(tmp_path / "second")
+    checkpoint.save_checkpoint(second, {"kind": "gan", "arch": arch.to_dict(), "train": {"loss": "ns-r1"}}, g, d)
+    out = str(tmp_path / "mine")
+    code = main(["tune", "--source", source, "--source", second, "--target", "mnist5k:3@8+mnist5k:7@8", "--method",
+                 "mine", "--trials", "2", "--steps", "4", "--eval-every", "2", "--val-n", str(VAL_N), "--out", out,
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    table = pq.read_table(os.path.join(out, "trials.parquet")).to_pylist()
+    assert len(table) == 2 and {"mining_steps", "lr_miner", "lr"} <= set(table[0])
+    best = json.load(open(os.path.join(out, "best.json")))
+    config = json.load(open(os.path.join(out, "best", "config.json")))
+    assert config["kind"] == "mine" and config["tune"]["trial_id"] == best["trial_id"]
+    assert config["mining"]["mining_steps"] == best["config"]["mining_steps"]
+    assert main(["eval", os.path.join(out, "best"), "--n", str(VAL_N), "--seed", "0"]) == 0
+    kmmd = float(next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("kmmd ")))
+    assert kmmd == pytest.approx(best["value"], abs=1e-4)
