@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 
-def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None) -> None:
+def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None, address: str | None = None,
+               dashboard: bool = False) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local one; no-op if up.
 
-    A local cluster gets no dashboard (it costs seconds here and nothing uses it) and a
-    modest object store, enough for image batches and weights.
+    A local cluster gets a modest object store, enough for image batches and weights, and no
+    dashboard unless asked (it costs seconds; Ray Train's controller polls its state API).
     """
     import ray
 
@@ -22,7 +23,7 @@ def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None, address
     ray.init(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
-        include_dashboard=False,
+        include_dashboard=dashboard,
         object_store_memory=int(os.environ.get("GANLODE_OBJECT_STORE_BYTES", 300 * 1024**2)),
         log_to_driver=True,
     )
