@@ -5,6 +5,12 @@ each when the cluster has them, else a fraction of a CPU) and one bundle for the
 Fractions matter: an actor that asks for a whole CPU each on a 2-CPU box leaves the third one
 waiting forever, so bundles ask for what is there and every wait has a timeout.
 
+A caller that already runs inside a placement group (a Ray Tune trial) reserves the mining
+run's bundles in its own group instead (:func:`plan_nested_resources` sizes them, the caller's
+own process keeping bundle 0) and hands that group to :class:`MiningCluster`, which then
+creates and removes no group of its own: an actor asking for resources outside the trial's
+reservation could wait for ever behind other trials.
+
 :class:`MiningCluster` is the driver's handle on the run; it has the interface of the
 in-process reference (:class:`ganlode.methods.multisource.MultiSourceMiner`): ``steps_done``,
 ``run_until``, ``shares``, ``state_tensors``, ``load_state_tensors``, ``close``.
@@ -43,9 +49,36 @@ class MiningResources:
         coordinator = {"CPU": self.coordinator_cpus, **({"GPU": self.coordinator_gpus} if self.coordinator_gpus else {})}
         return [dict(source) for _ in range(n_sources)] + [coordinator]
 
+    @classmethod
+    def from_bundles(cls, bundles: Sequence[dict[str, float]], threads: int | None = None) -> "MiningResources":
+        """The resources of N source bundles then one coordinator bundle (as :meth:`bundles` lays them out).
+
+        Raises:
+            ValueError: fewer than two bundles, or source bundles that differ.
+        """
+        if len(bundles) < 2:
+            raise ValueError(f"a mining run needs one bundle per source and one for the coordinator, got {len(bundles)}")
+        *sources, coordinator = [{k: float(v) for k, v in b.items()} for b in bundles]
+        cpus, gpus = sources[0].get("CPU", 0.0), sources[0].get("GPU", 0.0)
+        if any((b.get("CPU", 0.0), b.get("GPU", 0.0)) != (cpus, gpus) for b in sources):
+            raise ValueError(f"the source bundles differ ({sources}); give every source the same resources")
+        coordinator_cpus = coordinator.get("CPU", 0.0)
+        t = threads or max(1, int(cpus))
+        return cls(cpus, gpus, coordinator_cpus, t, threads or max(1, int(coordinator_cpus)),
+                   coordinator.get("GPU", 0.0))
+
 
 def _floor(x: float, step: float = 0.05) -> float:
     return round(max(step, math.floor(x / step + 1e-9) * step), 2)
+
+
+def default_gpus_per_source(n_sources: int, gpus: float) -> float:
+    """1 when there are N whole GPUs; else 1/k of one, k = sources per GPU; 0 without a GPU.
+
+    (A fraction like 2/3 would not pack: two such bundles do not fit on one GPU.)
+    """
+    whole = int(gpus)
+    return 0.0 if whole < 1 else 1.0 / math.ceil(n_sources / whole)
 
 
 def plan_resources(n_sources: int, gpus_per_source: float | None = None, *, threads: int | None = None,
@@ -67,10 +100,7 @@ def plan_resources(n_sources: int, gpus_per_source: float | None = None, *, thre
     coordinator_gpus = 0.0
     if gpus_per_source is None:
         coordinator_gpus = 1.0 if int(gpus) > n_sources else 0.0
-        # Whole GPUs when there are enough; else 1/k of one, k = sources per GPU (a fraction
-        # like 2/3 would not pack: two such bundles do not fit on one GPU).
-        whole = int(gpus)
-        gpus_per_source = 0.0 if whole < 1 else 1.0 / math.ceil(n_sources / whole)
+        gpus_per_source = default_gpus_per_source(n_sources, gpus)
     if gpus_per_source < 0:
         raise ValueError("gpus_per_source must be >= 0")
     # Leave a tenth for whatever else runs; no actor asks for more than 1 CPU.
@@ -80,6 +110,33 @@ def plan_resources(n_sources: int, gpus_per_source: float | None = None, *, thre
     return MiningResources(per_actor, float(gpus_per_source), per_actor, t, t, coordinator_gpus)
 
 
+def plan_nested_resources(n_sources: int, cpus: float, gpus_per_source: float = 0.0) -> tuple[float, MiningResources]:
+    """Split ``cpus`` between a host process and the N+1 actors of a mining run it drives.
+
+    The host (a Tune trial) keeps one bundle of its own; each actor gets ``cpus / (N + 2)``
+    (rounded down to 0.05, at least 0.05), the host the rest, so the N+2 bundles add up to
+    ``cpus``: a trial reserves what one trial is given (2 sources, 1 CPU: 0.25 each). Each
+    actor runs one torch thread per whole CPU of its bundle (at least one). The generators get
+    ``gpus_per_source`` each (see :func:`default_gpus_per_source`); the coordinator's small
+    critic stays on its CPU, so that GPUs go to the generators of as many trials as fit.
+
+    Returns:
+        (the host bundle's CPUs, the actors' MiningResources).
+
+    Raises:
+        ValueError: ``cpus`` too small to split (under 0.05 per actor plus some for the host).
+    """
+    if n_sources < 1 or not cpus > 0 or gpus_per_source < 0:
+        raise ValueError(f"need one or more sources, CPUs > 0 and GPUs >= 0 (got {n_sources}, {cpus}, {gpus_per_source})")
+    per_actor = _floor(cpus / (n_sources + 2))
+    host = round(cpus - (n_sources + 1) * per_actor, 4)
+    if host <= 0:
+        raise ValueError(f"{cpus:g} CPUs are too few for a trial and {n_sources + 1} actors "
+                         f"(at least {0.05 * (n_sources + 2):.2f})")
+    t = max(1, int(per_actor))
+    return host, MiningResources(per_actor, float(gpus_per_source), per_actor, t, t, 0.0)
+
+
 def gpus_needed(n_sources: int, gpus_per_source: float) -> float:
     """Whole GPUs that N bundles of ``gpus_per_source`` need (fractions pack only whole per GPU)."""
     if gpus_per_source <= 0:
@@ -87,6 +144,20 @@ def gpus_needed(n_sources: int, gpus_per_source: float) -> float:
     if gpus_per_source >= 1:
         return n_sources * gpus_per_source
     return float(math.ceil(n_sources / math.floor(1 / gpus_per_source + 1e-9)))
+
+
+def check_bundles(bundles: Sequence[dict[str, float]], resources: MiningResources, n_sources: int, offset: int) -> None:
+    """Raise ValueError unless ``bundles[offset:]`` hold what N generators and a coordinator ask for.
+
+    An actor asking a bundle for more than it holds is never scheduled: it would wait for ever.
+    """
+    need = resources.bundles(n_sources)
+    have = list(bundles)[offset:offset + len(need)]
+    short = [(offset + i, want, got) for i, (want, got) in enumerate(zip(need, have))
+             if any(float(got.get(k, 0.0)) + 1e-9 < v for k, v in want.items())]
+    if len(have) < len(need) or short:
+        raise ValueError(f"the placement group's bundles {offset}..{offset + len(need) - 1} must hold {need} "
+                         f"(N generators, then the coordinator), it has {list(bundles)}")
 
 
 def _state_dir() -> str:
@@ -102,19 +173,25 @@ class MiningCluster:
         critic_state: the shared critic's starting weights (architecture ``arches[0]``).
         images: the target training set.
         cfg: the run's settings.
-        resources: from :func:`plan_resources`.
+        resources: from :func:`plan_resources` (or :func:`plan_nested_resources`).
         snapshot_every: steps between in-memory snapshots (the most a dead actor costs).
         max_restarts: restarts Ray grants each generator actor.
         step_timeout_s, restart_timeout_s, ready_timeout_s: the longest waits for one step,
             for a restarted actor, and for the placement group.
+        placement_group: a group the caller holds (a Tune trial's); the actors take its
+            bundles ``bundle_offset`` .. ``bundle_offset + N`` (generators, then the
+            coordinator), which must hold ``resources.bundles(N)``. The cluster creates no
+            group then, and leaves this one in place on :meth:`close`.
+        bundle_offset: the first bundle of ``placement_group`` that is the run's (0 without one).
     """
 
     def __init__(self, arches: Sequence[GANConfig], generator_states: Sequence[dict[str, torch.Tensor]],
                  critic_state: dict[str, torch.Tensor], images: torch.Tensor, cfg: MultiSourceConfig,
                  resources: MiningResources, *, snapshot_every: int = 100, max_restarts: int = 3,
-                 step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0, ready_timeout_s: float = 60.0):
+                 step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0, ready_timeout_s: float = 60.0,
+                 placement_group: Any = None, bundle_offset: int = 0):
         import ray
-        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.util.placement_group import placement_group as create_placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         n = len(arches)
@@ -122,15 +199,27 @@ class MiningCluster:
         self.timeout_s = step_timeout_s
         self.restart_timeout_s = restart_timeout_s
         self.state_dir = _state_dir()
-        self.pg = placement_group(resources.bundles(n), strategy="PACK")
+        self.owns_placement_group = placement_group is None
+        if placement_group is None:
+            self.pg = create_placement_group(resources.bundles(n), strategy="PACK")
+            self.bundle_offset = 0
+        else:
+            check_bundles(placement_group.bundle_specs, resources, n, bundle_offset)
+            self.pg = placement_group
+            self.bundle_offset = bundle_offset
         try:
             ray.get(self.pg.ready(), timeout=ready_timeout_s)
         except ray.exceptions.GetTimeoutError:
-            remove_placement_group(self.pg)
+            if self.owns_placement_group:
+                remove_placement_group(self.pg)
             raise RuntimeError(
                 f"the Ray cluster could not place {n} generator actors and a coordinator within {ready_timeout_s:.0f} s: "
                 f"they need {resources.bundles(n)}, the cluster has {ray.available_resources()} free"
             ) from None
+
+        def bundle(i: int) -> PlacementGroupSchedulingStrategy:
+            return PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=self.bundle_offset + i)
+
         gen_cls = ray.remote(GeneratorActor)
         coord_cls = ray.remote(CoordinatorActor)
         cfg_dict = cfg.to_dict()
@@ -140,14 +229,14 @@ class MiningCluster:
             gen_cls.options(
                 num_cpus=resources.cpus_per_source, num_gpus=resources.gpus_per_source,
                 max_restarts=max_restarts, max_task_retries=0,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+                scheduling_strategy=bundle(i),
             ).remote(i, arches[i].to_dict(), [self._weights[i]], cfg_dict,
                      os.path.join(self.state_dir, f"source-{i}.safetensors"), resources.threads_per_source)
             for i in range(n)
         ]
         self.coordinator = coord_cls.options(
             num_cpus=resources.coordinator_cpus, num_gpus=resources.coordinator_gpus, max_restarts=0,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=n),
+            scheduling_strategy=bundle(n),
         ).remote(self.generators, arches[0].to_dict(), critic_state, images, cfg_dict,
                  resources.coordinator_threads, snapshot_every, step_timeout_s, restart_timeout_s)
         self._steps_done = 0
@@ -184,7 +273,7 @@ class MiningCluster:
         return self._get(self.coordinator.info.remote())
 
     def close(self) -> None:
-        """Stop every actor, free the placement group and drop the actors' state files."""
+        """Stop every actor, free the placement group (if this cluster made it) and drop the actors' state files."""
         import shutil
 
         import ray
@@ -199,10 +288,11 @@ class MiningCluster:
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        try:
-            remove_placement_group(self.pg)
-        except Exception:  # noqa: BLE001
-            pass
+        if self.owns_placement_group:
+            try:
+                remove_placement_group(self.pg)
+            except Exception:  # noqa: BLE001
+                pass
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __enter__(self) -> "MiningCluster":

@@ -5,10 +5,12 @@ mine`` and ``ganlode demo`` call it with ``on_eval`` to receive metrics. It
 
 1. checks every input before writing anything (bad input is a :class:`UserError`);
 2. runs ``mining_steps`` mining steps and ``finetune_steps`` joint fine-tuning steps, on Ray
-   (one generator actor per source, :mod:`ganlode.actors`) or in this process (the reference);
+   (one generator actor per source, :mod:`ganlode.actors`; in bundles of the caller's placement
+   group when it passes one, as a Tune trial does) or in this process (the reference);
 3. writes ``RUN/checkpoints/step-N`` every ``checkpoint_every`` steps (the whole state: every
    G_i, M_i and optimizer, the critic, the selector window and the RNG), so ``resume=True``
-   continues from the last one and the result equals an uninterrupted run's;
+   continues from the last one and the result equals an uninterrupted run's; at a step that is
+   also evaluated, after ``on_eval`` returns;
 4. writes the mined model as one artifact, ``RUN/checkpoints/final`` (kind ``mined``: every
    G_i and M_i under ``sources.<i>.``, p as the tensor ``shares``), ``RUN/shares.parquet``
    (step, source, share) with a plot, sample grids per source and mixed, and the evaluation
@@ -192,7 +194,8 @@ def _fmt_shares(shares: Sequence[float]) -> str:
 
 
 def _engine(ckpts: Sequence[checkpoint.Checkpoint], images: torch.Tensor, cfg: MultiSourceConfig, *,
-            in_process: bool, gpus_per_source: float | None, threads: int | None, snapshot_every: int):
+            in_process: bool, gpus_per_source: float | None, threads: int | None, snapshot_every: int,
+            placement_group: Any = None):
     arches = [c.arch for c in ckpts]
     gen_states = [{k: v.detach().clone() for k, v in c.generator.state_dict().items()} for c in ckpts]
     critic_state = {k: v.detach().clone() for k, v in ckpts[0].critic.state_dict().items()}
@@ -203,11 +206,19 @@ def _engine(ckpts: Sequence[checkpoint.Checkpoint], images: torch.Tensor, cfg: M
         return MultiSourceMiner.build(arches, gen_states, critic_state, images, cfg, device)
     import ray
 
-    from ..actors.placement import MiningCluster, gpus_needed, plan_resources
+    from ..actors.placement import MiningCluster, MiningResources, gpus_needed, plan_resources
     from .cluster import ensure_ray
 
     ensure_ray()
     n = len(ckpts)
+    if placement_group is not None:
+        # The caller (a Tune trial) reserved bundle 0 for itself and bundles 1..N+1 for this run.
+        try:
+            resources = MiningResources.from_bundles(placement_group.bundle_specs[1:], threads=threads)
+            return MiningCluster(arches, gen_states, critic_state, images, cfg, resources, snapshot_every=snapshot_every,
+                                 placement_group=placement_group, bundle_offset=1)
+        except ValueError as e:
+            raise RuntimeError(f"the placement group given to the mining run does not fit {n} sources: {e}") from None
     have = float(ray.cluster_resources().get("GPU", 0.0))
     if gpus_per_source and gpus_needed(n, gpus_per_source) > have:
         raise UserError(f"--gpus-per-source {gpus_per_source:g} with {n} sources needs {gpus_needed(n, gpus_per_source):g} GPUs, "
@@ -240,6 +251,7 @@ def run_mine(
     eval_n: int | None = None,
     show_progress: bool = True,
     chunk: int = 10,
+    placement_group: Any = None,
 ) -> MineResult:
     """Mine ``sources`` for ``target`` and write a run directory at ``out``.
 
@@ -262,6 +274,11 @@ def run_mine(
         feature_kind, eval_n: evaluation features and reference cap (see evaluation.py).
         show_progress: a progress bar with the current shares on stderr.
         chunk: steps per progress update (and per call to the coordinator).
+        placement_group: run the actors in this group, which the caller holds (a Tune trial's,
+            ``ray.util.get_current_placement_group()``): bundle 0 is the caller's own, bundles
+            1..N are the generators' and bundle N+1 the coordinator's (their resources are what
+            the actors ask for; ``gpus_per_source`` is not used). The group is left in place.
+            None: the run makes (and removes) a group of its own. Ignored with ``in_process``.
     """
     t0 = time.time()
     if checkpoint_every < 0 or eval_every < 0 or chunk < 1:
@@ -337,7 +354,10 @@ def run_mine(
     threads_before = torch.get_num_threads()
     # Placement problems (too few GPUs) are bad input too: start the engine before writing anything.
     engine = _engine(ckpts, target_set.images, cfg, in_process=in_process, gpus_per_source=gpus_per_source,
-                     threads=threads, snapshot_every=checkpoint_every or 100)
+                     threads=threads, snapshot_every=checkpoint_every or 100, placement_group=placement_group)
+    if not in_process:  # where the actors ran: their bundles, and whether the group was the caller's
+        run_config["actors"] = {"bundles": engine.resources.bundles(len(sources)),
+                                "caller_placement_group": not engine.owns_placement_group}
     with Progress(total, "mine", enabled=show_progress, every=1) as progress:
         log = progress.write if show_progress else (lambda line: None)
         try:
@@ -366,10 +386,12 @@ def run_mine(
                 last = rows[-1] if rows else {"shares": engine.shares(), "g_loss": math.nan, "d_loss": math.nan}
                 progress.update(nxt - done, p=_fmt_shares(last["shares"]), g=last["g_loss"], d=last["d_loss"])
                 done = nxt
-                if checkpoint_every and done % checkpoint_every == 0 and done < total:
-                    _write_step_checkpoint(run, done, arches[0], cfg, engine.state_tensors(), history, sources)
+                # Evaluate (and call on_eval) before checkpointing: a caller that records progress in
+                # on_eval (a Tune trial's report) never sees the run resume past a step it was not told of.
                 if done in points and done < total:
                     evaluate(done, engine.state_tensors())
+                if checkpoint_every and done % checkpoint_every == 0 and done < total:
+                    _write_step_checkpoint(run, done, arches[0], cfg, engine.state_tensors(), history, sources)
             state = engine.state_tensors()
         finally:
             engine.close()

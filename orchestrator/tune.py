@@ -17,6 +17,14 @@ Storage. The Tune experiment lives in ``OUT/search`` (local or s3://, through
 adds ``trials.parquet``, ``best.json``, ``best/`` (a normal run directory: ``ganlode sample
 OUT/best``, ``ganlode eval OUT/best``) and ``metric_vs_params.png``.
 
+Several sources (``--method mine``). A trial is one :func:`ganlode.orchestrator.mine.run_mine`
+run on Ray actors, one generator actor per source and a coordinator, as ``ganlode mine`` runs
+it. The trial reserves their resources with its own (a placement group: its bundle, then one
+per generator and one for the coordinator; ``--cpus-per-trial`` is split between them, and the
+generators share the cluster's GPUs, one each when there are enough), so a trial never waits on
+actors behind other trials' reservations. ``SearchSpec.engine="in-process"`` runs the
+in-process reference engine within the trial's bundle instead.
+
 Faults. ``FailureConfig(max_failures)`` restarts a failed trial from its last checkpoint (the
 exact training state: weights, optimizer moments, RNG, step), so a retried trial continues the
 run it was on. An interrupted search (Ctrl+C, SIGUSR1, a lost driver) is continued by
@@ -54,6 +62,7 @@ REPORTED = ("kmmd", "fid", "mv")  # what every trial reports at each evaluation
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 STATE_FORMAT = "ganlode-tune-state/1"
+MINE_ENGINES = ("ray", "in-process")
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,11 @@ class SearchSpec:
     max_failures: int = 2
     grace_period: int | None = None  # steps a trial runs before ASHA may stop it (None: see asha_grace)
     reduction_factor: int = 2
+    # --method mine only: "ray" runs each trial's sources on generator actors beside a coordinator
+    # (the trial reserves their bundles, see trial_resources); "in-process" is the one-process
+    # reference engine, within the trial's own CPUs.
+    engine: str = "ray"
+    gpus_per_source: float | None = None  # None: fixed from the cluster's free GPUs when the search starts
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -137,8 +151,19 @@ def check_spec(spec: SearchSpec) -> Prepared:
     if spec.grace_period is not None and not 1 <= spec.grace_period <= spec.steps:
         raise UserError(f"--grace-period must lie in 1..--steps ({spec.steps}), got {spec.grace_period}")
     if spec.method == S.MULTI_SOURCE:
+        from ..actors.placement import plan_nested_resources
         from .mine import load_sources
 
+        if spec.engine not in MINE_ENGINES:
+            raise UserError(f"unknown mining engine {spec.engine!r}: use one of {', '.join(MINE_ENGINES)}")
+        if spec.gpus_per_source is not None and not spec.gpus_per_source >= 0:
+            raise UserError(f"gpus_per_source must be >= 0, got {spec.gpus_per_source}")
+        if spec.engine == "ray":
+            try:
+                plan_nested_resources(len(spec.sources), spec.cpus_per_trial, spec.gpus_per_source or 0.0)
+            except ValueError as e:
+                raise UserError(f"--cpus-per-trial {spec.cpus_per_trial:g} cannot hold a trial and its mining actors: {e}; "
+                                "raise --cpus-per-trial") from None
         arches = [c.arch for c in load_sources(list(spec.sources))]
         blocks = 3
     else:
@@ -374,24 +399,65 @@ def read_spec(out: str) -> SearchSpec:
         raise UserError(f"{storage.join(out, SPEC_FILE)} is incomplete ({e}): restore it or start a new search") from None
 
 
+def mine_resources(spec: SearchSpec) -> tuple[float, Any]:
+    """A multi-source trial on actors: (its own CPUs, the MiningResources of its N+1 actors).
+
+    The trial's ``cpus_per_trial`` is split between the trial's process and the actors (2
+    sources, 1 CPU: 0.25 each), so a trial reserves what any trial is given.
+    """
+    from ..actors.placement import plan_nested_resources
+
+    return plan_nested_resources(len(spec.sources), spec.cpus_per_trial, spec.gpus_per_source or 0.0)
+
+
 def trial_resources(spec: SearchSpec) -> Any:
     """What one trial reserves, as a placement group: everything a trial runs must fit in it,
-    so no trial ever waits on resources another trial holds. (A multi-source trial runs the
-    in-process mining engine within its bundle; see mine_trial.)"""
+    so no trial ever waits on resources another trial holds. A multi-source trial on actors
+    holds bundle 0 itself and reserves bundles 1..N+1 for its generator actors and coordinator
+    (an actor a trial starts outside its reservation can wait for ever behind other trials)."""
     from ray import tune
 
+    if spec.method == S.MULTI_SOURCE and spec.engine == "ray":
+        own, mining = mine_resources(spec)
+        return tune.PlacementGroupFactory([{"CPU": own}] + mining.bundles(len(spec.sources)))
     return tune.PlacementGroupFactory([{"CPU": spec.cpus_per_trial}])
 
 
+def trial_needs(spec: SearchSpec) -> dict[str, float]:
+    """What one trial reserves in all, per resource (its bundles added up)."""
+    total: dict[str, float] = {}
+    for bundle in trial_resources(spec).bundles:
+        for name, amount in bundle.items():
+            total[name] = total.get(name, 0.0) + amount
+    return total
+
+
 def capped_concurrency(spec: SearchSpec, available: dict[str, float]) -> int:
-    """--concurrent, lowered to the number of trials the cluster's free CPUs hold at once."""
-    per_trial = sum(b.get("CPU", 0.0) for b in trial_resources(spec).bundles)
-    cpus = float(available.get("CPU", 0.0))
-    fits = int(cpus // per_trial + 1e-9)
-    if fits < 1:
-        raise UserError(f"a trial needs {per_trial:g} CPUs but the Ray cluster has {cpus:g} free: lower "
-                        "--cpus-per-trial or add nodes")
+    """--concurrent, lowered to the number of trials the cluster's free CPUs (and GPUs) hold at once."""
+    fits = spec.concurrent
+    for name, need in trial_needs(spec).items():
+        if need <= 0:
+            continue
+        have = float(available.get(name, 0.0))
+        n = int(have / need + 1e-9)
+        if n < 1:
+            unit = f"{name}s" if name in ("CPU", "GPU") else name
+            fix = "lower --cpus-per-trial or add nodes" if name == "CPU" else f"free some {unit} or add nodes"
+            raise UserError(f"a trial needs {need:g} {unit} but the Ray cluster has {have:g} free: {fix}")
+        fits = min(fits, n)
     return max(1, min(spec.concurrent, fits, spec.trials))
+
+
+def with_cluster_gpus(spec: SearchSpec, available: dict[str, float]) -> SearchSpec:
+    """A multi-source search on actors with ``gpus_per_source`` fixed from the cluster's free GPUs
+    (1 each when there are N, 1/k of one with fewer, 0 without), so a resumed search reserves the same."""
+    from dataclasses import replace
+
+    from ..actors.placement import default_gpus_per_source
+
+    if spec.method != S.MULTI_SOURCE or spec.engine != "ray" or spec.gpus_per_source is not None:
+        return spec
+    return replace(spec, gpus_per_source=default_gpus_per_source(len(spec.sources), float(available.get("GPU", 0.0))))
 
 
 def trainable(spec: SearchSpec, hooks: dict[str, Any] | None = None):
@@ -408,16 +474,30 @@ def trial_run_dir(spec: SearchSpec, trial_id: str) -> str:
 def mine_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str, Any] | None = None) -> None:
     """The multi-source trainable: one :func:`ganlode.orchestrator.mine.run_mine` run per trial.
 
-    The run directory ``OUT/trials/<trial id>`` holds the run's own step checkpoints (written
-    every ``eval_every`` steps), so a retried or restored trial continues it with
-    ``resume=True``; the Tune checkpoint only records the step and the run's path.
+    With the ``ray`` engine the run's generator actors and coordinator take bundles 1..N+1 of
+    the trial's own placement group (:func:`trial_resources`), and are stopped when the run
+    ends, fails or is stopped by ASHA. The run directory ``OUT/trials/<trial id>`` holds the
+    run's own step checkpoints (written every ``eval_every`` steps, each once its evaluation was
+    reported), so a retried or restored trial continues it with ``resume=True`` on fresh actors;
+    the Tune checkpoint only records the step and the run's path.
     """
     from ray import tune
 
     from .mine import mine_config, run_mine
 
     s = SearchSpec.from_dict(spec)
-    threads = max(1, int(s.cpus_per_trial))
+    on_actors = s.engine == "ray"
+    placement_group = None
+    if on_actors:
+        from ray.util import get_current_placement_group
+
+        placement_group = get_current_placement_group()
+        if placement_group is None:
+            raise RuntimeError("a multi-source trial on actors must run in its placement group (see trial_resources)")
+        own_cpus = float(placement_group.bundle_specs[0].get("CPU", 1.0))
+    else:
+        own_cpus = s.cpus_per_trial
+    threads = max(1, int(own_cpus))
     torch.set_num_threads(threads)
     trial_id = tune.get_context().get_trial_id()
     space = S.parse_space(s.space, s.method, critic_blocks=3, steps=s.steps)
@@ -454,10 +534,11 @@ def mine_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str, An
         _maybe_fail(hooks, trial_id, step)
         report(step, values)
 
-    # In-process engine: a trial's generators share its reserved CPUs (see trial_resources).
+    # On actors, each actor's threads follow its bundle; in-process, the trial's generators share its CPUs.
     result = run_mine(list(s.sources), s.target, run_dir, cfg, seed=s.seed, checkpoint_every=s.eval_every,
-                      resume=True, in_process=True, threads=threads, eval_every=s.eval_every, on_eval=on_eval,
-                      eval_n=s.val_n, show_progress=False)
+                      resume=True, in_process=not on_actors, threads=None if on_actors else threads,
+                      eval_every=s.eval_every, on_eval=on_eval, eval_n=s.val_n, show_progress=False,
+                      placement_group=placement_group)
     report(s.steps, result.metrics)
 
 
@@ -501,6 +582,8 @@ def run_search(
         raise UserError(f"{spec.out} already holds a search: continue it with `ganlode tune --resume {spec.out}`, "
                         "or pick a new --out")
     ensure_ray()
+    if not resume or spec.gpus_per_source is None:
+        spec = with_cluster_gpus(spec, ray.available_resources())
     # Trials checkpoint at every evaluation by design (ASHA may stop them at any rung), so Tune's
     # warning about frequent experiment snapshots is expected noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -512,7 +595,8 @@ def run_search(
         free = ray.available_resources()
         concurrency = capped_concurrency(spec, free)
         if verbose:
-            capped = f" (capped from {spec.concurrent}: the cluster has {free.get('CPU', 0):g} CPUs free)" \
+            gpus = f" and {free.get('GPU', 0):g} GPUs" if trial_needs(spec).get("GPU") else ""
+            capped = f" (capped from {spec.concurrent}: the cluster has {free.get('CPU', 0):g} CPUs{gpus} free)" \
                 if concurrency < min(spec.concurrent, spec.trials) else ""
             print(f"tune: {spec.trials} trials of {spec.method} x {spec.steps} steps, at most {concurrency} at once"
                   f"{capped}; optimising {spec.metric} ({spec.mode}) on the held-out split of {spec.target}",

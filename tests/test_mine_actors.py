@@ -1,5 +1,7 @@
 """Multi-source mining on Ray: the distributed path equals the in-process reference, each generator
 actor gets its own GPU, and a killed generator actor is restarted without changing the result.
+Inside a caller's placement group (a Tune trial's), the caller's CPUs are split exactly between it
+and the actors, and a group whose bundles cannot hold the actors is refused at once (never a hang).
 
 One set of actors serves the module (the shared cluster has 2 CPUs: two sets cannot coexist).
 """
@@ -110,3 +112,53 @@ def test_a_killed_generator_actor_is_restarted_and_the_run_matches(cluster, refe
     _assert_rows_match(first + rest, rows)
     assert _miner_diff(cluster.state_tensors(), final) <= 1e-6
     assert cluster.shares() == pytest.approx(rows[-1]["shares"], abs=TOL)
+
+
+# ---------------------------------------------------------------- a mining run inside a caller's placement group (no Ray)
+
+
+@pytest.mark.parametrize("n, cpus", [(2, 1.0), (3, 1.0), (4, 1.0), (2, 2.0), (5, 8.0), (2, 0.2)])
+def test_nested_plan_splits_the_callers_cpus_exactly(n, cpus):
+    """A Tune trial's bundles (its own, then N generators and a coordinator) add up to --cpus-per-trial."""
+    from ganlode.actors.placement import plan_nested_resources
+
+    own, resources = plan_nested_resources(n, cpus, gpus_per_source=1.0)
+    bundles = [{"CPU": own}] + resources.bundles(n)
+    assert sum(b["CPU"] for b in bundles) == pytest.approx(cpus)
+    assert own > 0 and resources.cpus_per_source >= 0.05 and resources.cpus_per_source == resources.coordinator_cpus
+    assert [b.get("GPU", 0) for b in bundles] == [0] + [1.0] * n + [0]  # GPUs go to the generators only
+    assert resources.threads_per_source == max(1, int(resources.cpus_per_source))
+    if (n, cpus) == (2, 1.0):
+        assert bundles == [{"CPU": 0.25}, {"CPU": 0.25, "GPU": 1.0}, {"CPU": 0.25, "GPU": 1.0}, {"CPU": 0.25}]
+
+
+def test_nested_plan_refuses_a_budget_too_small_to_split():
+    from ganlode.actors.placement import plan_nested_resources
+
+    with pytest.raises(ValueError, match="too few"):
+        plan_nested_resources(4, 0.2)
+
+
+def test_resources_read_back_from_their_bundles():
+    from ganlode.actors.placement import MiningResources, plan_nested_resources
+
+    _, resources = plan_nested_resources(3, 1.0, gpus_per_source=0.5)
+    assert MiningResources.from_bundles(resources.bundles(3)) == resources
+    with pytest.raises(ValueError, match="differ"):
+        MiningResources.from_bundles([{"CPU": 0.25}, {"CPU": 0.5}, {"CPU": 0.25}])
+
+
+def test_a_caller_group_too_small_for_the_actors_is_refused_before_any_actor_starts():
+    """An actor asking a bundle for more than it holds would wait for ever: refuse at once, saying why."""
+    from ganlode.actors.placement import MiningCluster, plan_nested_resources
+
+    _, resources = plan_nested_resources(2, 1.0, gpus_per_source=1.0)
+
+    class Group:  # stands in for a Tune trial's group: only its bundles are read before the check
+        bundle_specs = [{"CPU": 0.25}, {"CPU": 0.25}, {"CPU": 0.25}, {"CPU": 0.25}]  # no GPUs
+
+    with pytest.raises(ValueError, match=r"bundles 1\.\.3 must hold"):
+        MiningCluster(*_problem(), CFG, resources, placement_group=Group(), bundle_offset=1)
+    Group.bundle_specs = Group.bundle_specs[:3]  # one bundle short
+    with pytest.raises(ValueError, match="must hold"):
+        MiningCluster(*_problem(), CFG, resources.__class__(0.25, 0.0, 0.25), placement_group=Group(), bundle_offset=1)

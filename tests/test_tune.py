@@ -9,6 +9,9 @@ What must hold:
 - an interrupted search, resumed, never re-runs a finished trial and ends with a complete table
   (locally and on S3);
 - the search is seeded: the same seed proposes the same settings;
+- a multi-source (--method mine) trial runs its sources on generator actors and a coordinator in
+  bundles the trial reserved, continues from its run's step checkpoints when retried, and leaves
+  nothing holding resources;
 - bad input exits 2 with one line, before any trial starts.
 """
 
@@ -123,7 +126,7 @@ def test_same_seed_proposes_the_same_settings():
 
 
 def test_concurrency_is_capped_to_the_free_cpus(source, tmp_path):
-    from ganlode.orchestrator.tune import capped_concurrency
+    from ganlode.orchestrator.tune import capped_concurrency, trial_resources
 
     spec = _spec(source, str(tmp_path), trials=12, concurrent=8)
     assert capped_concurrency(spec, {"CPU": 2.0, "GPU": 2.0}) == 2
@@ -131,6 +134,16 @@ def test_concurrency_is_capped_to_the_free_cpus(source, tmp_path):
     assert capped_concurrency(_spec(source, str(tmp_path), trials=3, concurrent=8), {"CPU": 16.0}) == 3
     with pytest.raises(UserError, match="needs 2 CPUs but the Ray cluster has 1 free"):
         capped_concurrency(_spec(source, str(tmp_path), cpus_per_trial=2.0), {"CPU": 1.0})
+    # a multi-source trial on actors: its CPUs hold it and its actors; a GPU per generator
+    mine = _spec(source, str(tmp_path), method="mine", sources=(source, source), trials=8, concurrent=8,
+                 gpus_per_source=1.0)
+    assert capped_concurrency(mine, {"CPU": 16.0, "GPU": 4.0}) == 2
+    assert capped_concurrency(_spec(source, str(tmp_path), method="mine", sources=(source, source), gpus_per_source=0.0),
+                              {"CPU": 2.0}) == 2
+    with pytest.raises(UserError, match="needs 2 GPUs but the Ray cluster has 1 free"):
+        capped_concurrency(mine, {"CPU": 16.0, "GPU": 1.0})
+    in_process = _spec(source, str(tmp_path), method="mine", sources=(source, source), engine="in-process")
+    assert [dict(b) for b in trial_resources(in_process).bundles] == [{"CPU": 1.0}]  # the fallback: one bundle
 
 
 # ---------------------------------------------------------------- trial checkpoints (no Ray)
@@ -305,21 +318,68 @@ def test_search_on_s3_resumes_from_there(ray_cluster, source, s3_bucket, tmp_pat
     assert load_model(storage.join(out, "best")).config["tune"]["trial_id"] == best["trial_id"]
 
 
-def test_multi_source_search_exports_the_best_mined_run(ray_cluster, source, tmp_path, capsys):
-    """--method mine: each trial is a run_mine run; the best one becomes OUT/best, and eval reproduces its score."""
+def _trial_bundles():
+    """A Tune callback that records each trial's reserved bundles when it starts."""
+    from ray.tune import Callback
+
+    class Bundles(Callback):
+        seen: dict[str, list[dict]] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.seen[trial.trial_id] = [dict(b) for b in trial.placement_group_factory.bundles]
+
+    return Bundles()
+
+
+@pytest.mark.timeout(300)
+def test_multi_source_search_runs_trials_on_actors_and_exports_the_best(ray_cluster, source, tmp_path, capsys):
+    """--method mine: each trial is a run_mine run on generator actors + a coordinator placed in
+    bundles the trial reserved (so trials never wait on each other's actors); a failed trial
+    continues its run from the step it last reported; the best run becomes OUT/best, and
+    eval reproduces its score; afterwards every actor and reservation is released."""
+    import time
+
+    from ganlode.orchestrator.tune import run_search
+
+    ray = ray_cluster
     arch = GANConfig(latent_dim=8, g_width=8, d_width=8)
     torch.manual_seed(1)
     g, d = build_gan(arch)
     second = str(tmp_path / "second")
     checkpoint.save_checkpoint(second, {"kind": "gan", "arch": arch.to_dict(), "train": {"loss": "ns-r1"}}, g, d)
-    out = str(tmp_path / "mine")
-    code = main(["tune", "--source", source, "--source", second, "--target", "mnist5k:3@8+mnist5k:7@8", "--method",
-                 "mine", "--trials", "2", "--steps", "4", "--eval-every", "2", "--val-n", str(VAL_N), "--out", out,
-                 "--quiet"])
-    assert code == 0, capsys.readouterr().err
-    capsys.readouterr()
+    out, trace = str(tmp_path / "mine"), str(tmp_path / "trace")
+    spec = _spec(source, out, method="mine", steps=4, trials=2, sources=(source, second),
+                 target="mnist5k:3@8+mnist5k:7@8", eval_every=1)
+    assert spec.engine == "ray"  # the default
+    bundles = _trial_bundles()
+    # the first trial to reach step 2 fails there, after reporting (and checkpointing) step 1
+    outcome = run_search(spec, callbacks=[bundles], hooks={"trace_dir": trace, "fail_at_step": 2}, verbose=0)
+    assert outcome.complete
+
     table = pq.read_table(os.path.join(out, "trials.parquet")).to_pylist()
     assert len(table) == 2 and {"mining_steps", "lr_miner", "lr"} <= set(table[0])
+    # every trial reserved its own bundle (0) plus one per generator and one for the coordinator:
+    # 1 CPU split four ways, a (logical) GPU per generator; 2 trials x 2 GPUs ran one at a time
+    assert set(bundles.seen) == {r["trial_id"] for r in table}
+    expected = [{"CPU": 0.25}, {"CPU": 0.25, "GPU": 1.0}, {"CPU": 0.25, "GPU": 1.0}, {"CPU": 0.25}]
+    assert all(b == expected for b in bundles.seen.values()), bundles.seen
+    assert json.load(open(os.path.join(out, "tune.json")))["gpus_per_source"] == 1.0  # kept for --resume
+    # ...and its run went through the actors in those bundles (not the in-process engine)
+    for r in table:
+        run_config = json.load(open(os.path.join(out, "trials", r["trial_id"], "config.json")))
+        assert run_config["engine"] == "ray", run_config
+        assert run_config["actors"] == {"bundles": expected[1:], "caller_placement_group": True}
+
+    # the failed trial was retried from its step-1 report, and its run resumed from that step's checkpoint
+    runs = _trace(trace)
+    failed = open(os.path.join(trace, "failed")).read()
+    for r in table:
+        assert runs[r["trial_id"]] == ([0, 1] if r["trial_id"] == failed else [0]), (r, runs)
+    assert json.load(open(os.path.join(out, "trials", failed, "config.json")))["resumed_from"] == 1
+    steps = [x["step"] for x in pq.read_table(os.path.join(out, "trials", failed, "shares.parquet")).to_pylist()
+             if x["index"] == 0]
+    assert steps and steps == list(range(1, steps[-1] + 1))  # every step once (ASHA may stop it before 4)
+
     best = json.load(open(os.path.join(out, "best.json")))
     config = json.load(open(os.path.join(out, "best", "config.json")))
     assert config["kind"] == "mine" and config["tune"]["trial_id"] == best["trial_id"]
@@ -327,3 +387,9 @@ def test_multi_source_search_exports_the_best_mined_run(ray_cluster, source, tmp
     assert main(["eval", os.path.join(out, "best"), "--n", str(VAL_N), "--seed", "0"]) == 0
     kmmd = float(next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("kmmd ")))
     assert kmmd == pytest.approx(best["value"], abs=1e-4)
+
+    # nothing is left holding resources: the trials' groups and their actors are gone
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 or ray.available_resources().get("GPU", 0) < 2:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.5)
