@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 
@@ -12,6 +11,7 @@ import torch
 from ..methods.nets import GANConfig
 from ..methods.train import TrainConfig
 from . import checkpoint, data, evaluation, storage
+from .runs import command_line
 from .errors import UserError
 
 EPILOG = """\
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "wall_s": round(result.wall_s, 1),
         "data": target.provenance(),
-        "command": "ganlode " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("ganlode") else None,
+        "command": command_line(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metrics": metrics,
         "history": result.history,
