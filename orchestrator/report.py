@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import json
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -148,6 +149,17 @@ def shares_png(shares: list[dict], true_shares: dict[str, float] | None) -> byte
     return _plot_png(fig)
 
 
+def _grid_label(name: str, config: dict[str, Any]) -> str:
+    """``source-2`` / ``mine-source-2`` -> the source's name; ``mixed`` -> the mixture."""
+    m = re.fullmatch(r"(mine-)?source-(\d+)", name)
+    sources = config.get("sources") or []
+    if m and int(m.group(2)) < len(sources):
+        return f"mined from {sources[int(m.group(2))]}"
+    if name.endswith("mixed"):
+        return "mined model (sources mixed by p)"
+    return name
+
+
 def render(inputs: dict[str, Any], title: str) -> str:
     config, metrics, samples = inputs["config"], inputs["metrics"], inputs["samples"]
     cols, table = final_table(metrics)
@@ -173,14 +185,15 @@ def render(inputs: dict[str, Any], title: str) -> str:
         parts.append(f"<tr><td>{html.escape(m)}</td>{tcell}{cells}</tr>")
     parts.append("</table><p class='sub'>FID, KMMD: lower is better. MV: sample diversity relative to the "
                  "reference (1 = as diverse as the target).</p>")
-    if samples:
+    grids = {k: v for k, v in samples.items() if not k.endswith("shares")}  # plots are shown below
+    if grids:
         parts.append("<h2>Samples</h2><div class='grids'>")
-        ordered = sorted(samples, key=lambda k: (not k.startswith("target"), k))
+        ordered = sorted(grids, key=lambda k: (not k.startswith("target"), k))
         for name in ordered:
             real = name.startswith("target")
             cls = "real" if real else ""
-            label = ("real target images" + name[len("target"):].replace("-", ": ", 1)) if real else name
-            parts.append(f"<div class='grid'><img class='{cls}' alt='{html.escape(name)}' src='{_data_uri(samples[name])}'>"
+            label = ("real target images" + name[len("target"):].replace("-", ": ", 1)) if real else _grid_label(name, config)
+            parts.append(f"<div class='grid'><img class='{cls}' alt='{html.escape(name)}' src='{_data_uri(grids[name])}'>"
                          f"<div>{html.escape(label)}</div></div>")
         parts.append("</div>")
     true = config.get("true_shares")
