@@ -93,8 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="seeds per target (default 1)")
     ap.add_argument("--ray", action="store_true", help="use the Ray actors (default: the in-process reference)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--ratios", default=None,
+                    help="only these digit/zebra ratios, e.g. 30-70,50-50 (default: all three)")
     ap.add_argument("--smoke-test", action="store_true", help="a few steps; tiny sources if the zoo is absent")
     args = ap.parse_args(argv)
+    ratios = RATIOS
+    if args.ratios:
+        wanted = {tuple(int(x) for x in r.split("-")) for r in args.ratios.split(",")}
+        ratios = [r for r in RATIOS if tuple(r) in wanted]
+        if not ratios:
+            print(f"error: --ratios {args.ratios!r} names none of {', '.join(f'{a}-{b}' for a, b in RATIOS)}",
+                  file=sys.stderr)
+            return 2
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         sources, kind = tiny_sources(scratch), "tiny-untrained"
     rows = []
     t_all = time.time()
-    for three, zebra in RATIOS:
+    for three, zebra in ratios:
         target = target_spec(three, zebra, args.total)
         for seed in range(args.seeds):
             cfg = mine_config("ns-r1", mining_steps=args.mining_steps, finetune_steps=args.finetune_steps,

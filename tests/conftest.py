@@ -12,6 +12,17 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a module: tiny nets run far faster than on two contended threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster shared by every test that needs it (2 CPUs, 2 logical GPUs)."""

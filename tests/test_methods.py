@@ -18,13 +18,7 @@ from ganlode.methods.nets import GANConfig, build_gan
 ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets run 10-100x faster on one thread than on two contended ones (shared 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _source(seed: int = 0) -> T.Source:

@@ -8,13 +8,7 @@ import torch
 from ganlode.methods import metrics as M
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matrices: one thread avoids contention on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _features(n: int = 200, d: int = 8, seed: int = 0) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ganlode.methods import losses
-from ganlode.methods.nets import Critic, GANConfig, Generator, build_gan
+from ganlode.methods.nets import Critic, GANConfig, build_gan
 
 
 @pytest.mark.parametrize("res,ch", [(28, 1), (32, 1), (28, 3), (32, 3)])
