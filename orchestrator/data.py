@@ -54,8 +54,6 @@ from .sources import (  # noqa: F401 (some re-exported)
     PARQUET_COLUMNS,
     _BUILTINS,
     _clear_caches,
-    _folder_source,
-    _parquet_source,
     _Source,
     _builtin_source,
     _crc,

@@ -13,12 +13,10 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import sys
 import time
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
 import torch
 
 from . import data, storage
