@@ -10,7 +10,7 @@ from .demo import BUDGETS, run_demo, summary_table
 EPILOG = """\
 examples:
   ganlode demo                     the full demo (about 5 minutes on 2 CPU cores)
-  ganlode demo --quick             a run of about a minute, smaller budgets
+  ganlode demo --quick             smaller budgets, about 2.5 minutes
   ganlode demo --out s3://bucket/demo
 """
 
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "Ray cluster, run single-source baselines on a held-out digit, evaluate all of it "
                                    "and write report.html.")
     p.add_argument("--out", default="ganlode-demo", help="run directory (local or s3://; default ./ganlode-demo)")
-    p.add_argument("--quick", action="store_true", help="smaller budgets: about a minute on 2 CPU cores")
+    p.add_argument("--quick", action="store_true", help="smaller budgets: about 2.5 minutes on 2 CPU cores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mining-steps", type=int, default=None, help="override the budget's mining steps")
     p.add_argument("--finetune-steps", type=int, default=None)

@@ -45,7 +45,7 @@ class Budget:
 
 BUDGETS = {
     "default": Budget(mining_steps=500, finetune_steps=100, transfer_steps=300, eval_every=100, eval_n=None),
-    "quick": Budget(mining_steps=120, finetune_steps=30, transfer_steps=60, eval_every=30, eval_n=100),
+    "quick": Budget(mining_steps=250, finetune_steps=50, transfer_steps=150, eval_every=50, eval_n=100),
 }
 
 
