@@ -26,15 +26,20 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+import ray
 import torch
 
 from ..methods.multisource import MultiSourceConfig, build_selector, source_prefix, step_record
 from ..methods.nets import GANConfig
-from .generator import set_threads, torch_device
+from ._runtime import set_threads, torch_device
 
 
 class StaleActorError(RuntimeError):
     """An actor's step count is not the one this step expects (it was restarted, or a call failed)."""
+
+
+# What the coordinator survives: a dead (restarted) actor, or one whose step count is off.
+_RECOVERABLE = (ray.exceptions.RayActorError, StaleActorError)
 
 
 class CoordinatorActor:
@@ -82,8 +87,6 @@ class CoordinatorActor:
 
     def run_until(self, target: int) -> list[dict[str, Any]]:
         """Run steps until ``target`` are done; the history rows of the steps past the start."""
-        import ray
-
         start = self.selector.steps_done
         rows: dict[int, dict[str, Any]] = {}
         while True:
@@ -98,19 +101,17 @@ class CoordinatorActor:
                         self._take_snapshot()
                 self._flush()
                 break
-            except (ray.exceptions.RayActorError, StaleActorError) as e:
+            except _RECOVERABLE as e:
                 self._recover(e)
         return [rows[s] for s in sorted(rows)]
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The run's whole state at the current step (critic, selector, RNG and every source)."""
-        import ray
-
         target = self.selector.steps_done
         while self.snapshot is None or self.snapshot[0] != target:
             try:
                 self._take_snapshot()
-            except (ray.exceptions.RayActorError, StaleActorError) as e:
+            except _RECOVERABLE as e:
                 self._recover(e)
                 self.run_until(target)  # replay to where we were (it snapshots on its way)
         step, own, states = self.snapshot
@@ -121,8 +122,6 @@ class CoordinatorActor:
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> int:
         """Set the whole run to ``tensors`` (a resume); returns the step it is at."""
-        import ray
-
         self.selector.load_state_tensors(tensors)
         parts = [{k[len(source_prefix(i)):]: v for k, v in tensors.items() if k.startswith(source_prefix(i))}
                  for i in range(len(self.generators))]
@@ -133,7 +132,7 @@ class CoordinatorActor:
                 self._restore_snapshot()
                 self._take_snapshot()  # writes every actor's state file at this step
                 return self.selector.steps_done
-            except (ray.exceptions.RayActorError, StaleActorError) as e:
+            except _RECOVERABLE as e:
                 self.recoveries += 1
                 self._wait_for_actors(e)
         raise RuntimeError("could not load the checkpoint into the generator actors (they keep failing)")
@@ -141,8 +140,6 @@ class CoordinatorActor:
     # ------------------------------------------------------------ one step
 
     def _step(self) -> dict[str, Any]:
-        import ray
-
         t = self.selector.steps_done + 1
         u_ref = ray.put(self.selector.draw_latent())
         refs = [g.sample.remote(u_ref, t) for g in self.generators]
@@ -157,8 +154,6 @@ class CoordinatorActor:
         return step_record(t, self.cfg, result, self.selector.shares())
 
     def _flush(self) -> None:
-        import ray
-
         pending, self._pending = self._pending, []
         t = self.selector.steps_done
         if pending and any(a != t for a in ray.get(pending, timeout=self.step_timeout_s)):
@@ -167,8 +162,6 @@ class CoordinatorActor:
     # ------------------------------------------------------------ snapshots and recovery
 
     def _take_snapshot(self) -> None:
-        import ray
-
         self._flush()
         states = ray.get([g.save.remote() for g in self.generators], timeout=self.step_timeout_s)
         step = self.selector.steps_done
@@ -178,8 +171,6 @@ class CoordinatorActor:
 
     def _wait_for_actors(self, error: Exception) -> list[dict[str, Any]]:
         """Every actor's info, waiting (up to ``restart_timeout_s``) for Ray to restart dead ones."""
-        import ray
-
         deadline = time.monotonic() + self.restart_timeout_s
         while True:
             remaining = deadline - time.monotonic()
@@ -197,8 +188,6 @@ class CoordinatorActor:
         Without ``infos`` every actor is loaded; with them, an actor already at the snapshot
         (a restarted one that reloaded its file) is left as it is.
         """
-        import ray
-
         step, own, states = self.snapshot
         self.selector.load_state_tensors(own)
         infos = infos or [None] * len(states)
@@ -208,8 +197,6 @@ class CoordinatorActor:
 
     def _recover(self, error: Exception) -> None:
         """Wait for restarted actors, then roll the run back to the last snapshot and carry on."""
-        import ray
-
         if self.snapshot is None:
             raise RuntimeError(f"a generator actor failed before the first snapshot: {error}")
         self._pending = []
@@ -219,6 +206,6 @@ class CoordinatorActor:
             try:
                 self._restore_snapshot(infos)
                 return
-            except (ray.exceptions.RayActorError, StaleActorError) as e:
+            except _RECOVERABLE as e:
                 error = e
         raise RuntimeError(f"generator actors keep failing while being restored: {error}")

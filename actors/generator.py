@@ -12,38 +12,16 @@ snapshot; the coordinator checks step counts and replays from there.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
+import ray
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from ..methods.multisource import MultiSourceConfig, build_source
 from ..methods.nets import GANConfig
-
-
-def torch_device() -> torch.device:
-    """CUDA when this process can see a GPU, else the CPU (never inferred from Ray's GPU ids)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def set_threads(threads: int) -> None:
-    """Pin torch's intra-op threads: actors with a fraction of a CPU must not each use every core."""
-    torch.set_num_threads(max(1, int(threads)))
-
-
-def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str) -> None:
-    """Write a safetensors file so that a reader sees the old file or the complete new one."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ._runtime import set_threads, torch_device, write_local_atomic
 
 
 class GeneratorActor:
@@ -65,8 +43,6 @@ class GeneratorActor:
                  state_path: str | None = None, threads: int = 1):
         set_threads(threads)
         if isinstance(generator_state, list):
-            import ray
-
             generator_state = ray.get(generator_state[0], timeout=300)
         self.index = index
         self.device = torch_device()
@@ -100,7 +76,7 @@ class GeneratorActor:
         """Write the state to ``state_path`` (if any) and return it (CPU tensors)."""
         tensors = self.source.state_tensors()
         if self.state_path:
-            save_tensors_atomic(tensors, self.state_path)
+            write_local_atomic(self.state_path, st_save({k: v.contiguous() for k, v in tensors.items()}))
         self.dirty = False
         return tensors
 
@@ -115,8 +91,6 @@ class GeneratorActor:
 
     def info(self) -> dict[str, Any]:
         """Where and how this actor runs, and where its state stands."""
-        import ray
-
         ctx = ray.get_runtime_context()
         return {
             "index": self.index,

@@ -31,7 +31,7 @@ def sources(n: int, tiny: bool):
     import torch
 
     from ganlode.methods.nets import GANConfig, build_gan
-    from ganlode.orchestrator.checkpoint import load_checkpoint
+    from ganlode.orchestrator.artifacts.checkpoint import load_checkpoint
 
     if not tiny:
         ckpts = [load_checkpoint(f"zoo:{name}") for name in ZOO[:n]]
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from ganlode.actors.placement import MiningCluster, plan_resources
     from ganlode.methods.multisource import MultiSourceConfig, MultiSourceMiner
     from ganlode.orchestrator import data
-    from ganlode.orchestrator.checkpoint import zoo_names
+    from ganlode.orchestrator.artifacts.zoo import zoo_names
     from ganlode.orchestrator.cluster import ensure_ray
 
     if args.smoke_test:

@@ -37,7 +37,7 @@ def tiny_sources(root: str) -> list[str]:
 
     from ganlode.methods.nets import GANConfig, build_gan
     from ganlode.orchestrator import data
-    from ganlode.orchestrator.checkpoint import save_checkpoint
+    from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
 
     paths = []
     for i, name in enumerate(ZOO):
@@ -52,7 +52,7 @@ def tiny_sources(root: str) -> list[str]:
 
 
 def zoo_sources() -> list[str] | None:
-    from ganlode.orchestrator.checkpoint import zoo_names
+    from ganlode.orchestrator.artifacts.zoo import zoo_names
 
     have = set(zoo_names())
     return [f"zoo:{n}" for n in ZOO] if have.issuperset(ZOO) else None
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ganlode.orchestrator.mine import mine_config, run_mine
+    from ganlode.orchestrator.pipelines.mine import mine_config, run_mine
 
     if args.smoke_test:
         args.mining_steps, args.finetune_steps, args.batch, args.total, args.seeds = 4, 2, 8, 40, 1

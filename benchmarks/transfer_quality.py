@@ -6,7 +6,7 @@ Settings (source -> target):
     animals-horse@100  zoo:animals-0to4 -> animals:horse@100
 Every method gets the same number of steps (``--steps``; for minegan half of them mining) and
 its usual options (below); each (setting, method, seed) is one ``ganlode transfer`` run
-(:func:`ganlode.orchestrator.transfer.run_transfer`) scored under the evaluation protocol
+(:func:`ganlode.orchestrator.pipelines.transfer.run_transfer`) scored under the evaluation protocol
 (classifier features, the target's held-out split) every steps/10 steps.
 
 Writes under ``--out``:
@@ -69,14 +69,14 @@ def run_job(job: Job) -> dict:
     import torch
 
     from ganlode.methods.transfer import TransferOptions
-    from ganlode.orchestrator.runs import RunDir
-    from ganlode.orchestrator.transfer import run_transfer
+    from ganlode.orchestrator.artifacts.rundir import RunDir
+    from ganlode.orchestrator.pipelines.transfer import run_transfer
 
     torch.set_num_threads(job.threads)
     if job.mining_candidates:
-        from ganlode.methods import glo
+        from ganlode.methods import latent
 
-        glo.MINING_CANDIDATES = job.mining_candidates
+        latent.MINING_CANDIDATES = job.mining_candidates
     run = RunDir(job.out)
     if run.is_run():
         cfg = run.read_config()
@@ -99,8 +99,9 @@ def smoke_sources(root: str, names: set[str]) -> dict[str, str]:
     from ganlode.methods.nets import GANConfig
     from ganlode.methods.train import TrainConfig
     from ganlode.orchestrator import data
-    from ganlode.orchestrator.checkpoint import save_checkpoint, zoo_names
-    from ganlode.orchestrator.pretrain import pretrain_local
+    from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+    from ganlode.orchestrator.artifacts.zoo import zoo_names
+    from ganlode.orchestrator.pipelines.pretrain import pretrain_local
 
     have, out = set(zoo_names()), {}
     for name in sorted(names):
@@ -122,7 +123,7 @@ def collect(jobs: list[Job]):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ganlode.orchestrator.runs import RunDir
+    from ganlode.orchestrator.artifacts.rundir import RunDir
 
     tables = []
     for job in jobs:
@@ -250,7 +251,7 @@ def len_reference(spec: str) -> int:
 
 
 def _eval_points(steps: int, eval_every: int | None) -> list[int]:
-    from ganlode.orchestrator.transfer import eval_steps
+    from ganlode.orchestrator.pipelines.transfer import eval_steps
 
     return eval_steps(steps, eval_every)
 
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--out is required (except with --smoke-test)")
     os.makedirs(out, exist_ok=True)
 
-    from ganlode.orchestrator.checkpoint import zoo_names
+    from ganlode.orchestrator.artifacts.zoo import zoo_names
 
     needed = {SETTINGS[s][0] for s in settings}
     if args.smoke_test:
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         missing = sorted(needed - set(zoo_names()))
         if missing:
-            print(f"error: the zoo lacks {', '.join(missing)}; build it (python -m ganlode.orchestrator.zoo_build) "
+            print(f"error: the zoo lacks {', '.join(missing)}; build it (python -m ganlode.orchestrator.tools.build_zoo) "
                   "or use --smoke-test", file=sys.stderr)
             return 2
         sources = {n: f"zoo:{n}" for n in needed}

@@ -33,7 +33,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ganlode.orchestrator.cli import main as ganlode
+from ganlode.orchestrator.cli.main import main as ganlode
 
 METRICS = ("kmmd", "fid", "mv")
 
@@ -69,7 +69,7 @@ def tiny_source(directory: str) -> str:
     import torch
 
     from ganlode.methods.nets import GANConfig, build_gan
-    from ganlode.orchestrator import checkpoint
+    from ganlode.orchestrator.artifacts import checkpoint
 
     arch = GANConfig(latent_dim=8, g_width=8, d_width=8)
     torch.manual_seed(0)

@@ -20,10 +20,12 @@ import copy
 
 import torch
 
+from torch import nn
+
+from . import seeding
+from .base import FeatureFn, Source, TransferOptions
 from .bn import adapt_batchnorm
-from .glo import LatentFit, mine_codes
-from .nets import Generator
-from .transfer import FeatureFn, Source, TransferOptions
+from .latent import LatentFit, mine_codes
 
 
 class AdaBN(LatentFit):
@@ -32,9 +34,9 @@ class AdaBN(LatentFit):
     def __init__(self, source: Source, images: torch.Tensor, options: TransferOptions, *, seed: int,
                  feature_fn: FeatureFn):
         generator = copy.deepcopy(source.generator).eval().requires_grad_(False)
-        codes = mine_codes(generator, images, feature_fn, torch.Generator().manual_seed(seed))
+        codes = mine_codes(generator, images, feature_fn, seeding.generator(seed, "mine-codes"))
         super().__init__("adabn", generator, [], images, codes, feature_fn, lr=options.lr, batch=None, seed=seed,
                          train_mode=True)
 
-    def adapted_net(self) -> Generator:
+    def adapted_net(self) -> nn.Module:
         return adapt_batchnorm(copy.deepcopy(self.net), self.codes.detach())

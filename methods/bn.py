@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .interface import batchnorm_layers
 
-def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+__all__ = ["batchnorm_layers", "input_statistics", "adapt_batchnorm"]
 
 
 @torch.no_grad()

@@ -16,14 +16,16 @@ All four are options of one loop (:class:`~ganlode.methods.train.GANTrainer`) an
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-from .nets import Critic, build_gan
+from . import architectures, losses
+from .base import Adapter, Export, Source, TransferOptions
+from .interface import critic_depth
+from .seeding import seeded_init
 from .train import GANTrainer, LossTerms, TrainConfig
-from .transfer import Adapter, Export, Source, TransferOptions, seeded_init
 
 
 def train_config(options: TransferOptions, source: Source, seed: int) -> TrainConfig:
@@ -31,24 +33,26 @@ def train_config(options: TransferOptions, source: Source, seed: int) -> TrainCo
     loss = options.loss or source.loss
     same_loss = loss == source.loss
     src = source.train if same_loss else {}
+    by_loss = losses.defaults(loss)
     return TrainConfig(
         loss=loss,
         batch=options.batch or 64,
         lr_g=options.lr,
         lr_d=options.lr,
-        beta1=src.get("beta1", 0.5),
-        beta2=src.get("beta2", 0.9 if loss == "wgan-gp" else 0.99),
-        n_critic=options.n_critic or (5 if loss == "wgan-gp" else 1),
+        beta1=src.get("beta1", by_loss["beta1"]),
+        beta2=src.get("beta2", by_loss["beta2"]),
+        n_critic=options.n_critic or by_loss["n_critic"],
         gp_weight=src.get("gp_weight", 10.0),
         r1_gamma=src.get("r1_gamma", 1.0),
         seed=seed,
     )
 
 
-def frozen_critic_parameters(critic: Critic, freeze_depth: int) -> list[nn.Parameter]:
+def frozen_critic_parameters(critic: nn.Module, freeze_depth: int) -> list[nn.Parameter]:
     """The parameters of the lowest ``freeze_depth`` critic blocks."""
-    if not 0 <= freeze_depth <= critic.num_blocks:
-        raise ValueError(f"freeze_depth must be in 0..{critic.num_blocks}, got {freeze_depth}")
+    depth = critic_depth(critic)
+    if not 0 <= freeze_depth <= depth:
+        raise ValueError(f"freeze_depth must be in 0..{depth}, got {freeze_depth}")
     return [p for block in critic.blocks[:freeze_depth] for p in block.parameters()]
 
 
@@ -60,7 +64,7 @@ def l2sp_penalty(params: Iterable[nn.Parameter], anchors: Iterable[torch.Tensor]
     return weight * total
 
 
-def distill_loss(critic: Critic, source_critic: Critic, x: torch.Tensor, weight: float) -> torch.Tensor:
+def distill_loss(critic: nn.Module, source_critic: nn.Module, x: torch.Tensor, weight: float) -> torch.Tensor:
     """weight * sum_l mean((f_l(x) - f0_l(x))^2) over the critic blocks; f0 has no gradient."""
     with torch.no_grad():
         target = source_critic.features(x)
@@ -74,8 +78,8 @@ class FineTune(Adapter):
         self.method = method
         self.options = options
         if method == "scratch":
-            arch = source.generator.cfg
-            self.G, self.D = seeded_init(seed, lambda: build_gan(arch))
+            arch = architectures.config_of(source.generator)
+            self.G, self.D = seeded_init(seed, lambda: architectures.build(arch))
         else:
             self.G, self.D = copy.deepcopy(source.generator), copy.deepcopy(source.critic)
         depth = options.freeze_depth or 0
@@ -100,8 +104,8 @@ class FineTune(Adapter):
             self.source_critic = copy.deepcopy(source.critic).eval().requires_grad_(False)
             terms.d_batch_extra.append(
                 lambda real, fake: distill_loss(self.D, self.source_critic, torch.cat([real, fake.detach()]), beta))
-        self.trainer = GANTrainer(self.G, self.D, images, train_config(options, source, seed),
-                                  d_params=d_params, terms=terms)
+        self.train_config = train_config(options, source, seed)
+        self.trainer = GANTrainer(self.G, self.D, images, self.train_config, d_params=d_params, terms=terms)
 
     @property
     def steps_done(self) -> int:  # type: ignore[override]
@@ -115,3 +119,12 @@ class FineTune(Adapter):
 
     def export(self) -> Export:
         return Export(kind="gan", generator=self.G, critic=self.D)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trainer": self.trainer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state["trainer"])
+
+    def record(self) -> dict[str, Any]:
+        return {"method": self.method, "train": self.train_config.to_dict()}

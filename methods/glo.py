@@ -1,182 +1,17 @@
-"""GLO-style fine-tuning (Bojanowski et al. 2018) and the latent-code machinery adabn and bsa share.
-
-One latent code per target image is fitted by reconstruction, with no discriminator:
-
-    loss = mean |G(z_i) - x_i|  +  perceptual_weight * mean (f(G(z_i)) - f(x_i))^2 / mean f(x)^2
-
-f is a feature function passed in (the evaluation classifier's features, differentiable); the
-perceptual term is divided by the target features' mean square so that both terms are of order 1.
-GLO trains G and the codes; BSA (bsa.py) only BatchNorm scale/shift, an output scale/shift and
-the codes; AdaBN (adabn.py) only the codes, then re-estimates BatchNorm statistics.
-
-Codes start from "mined" latents: for each target image the nearest (in features) of
-``candidates`` random latents under the source generator. G runs in eval mode, so BatchNorm is a
-fixed per-channel affine map and one image's reconstruction never depends on the others.
-
-Sampling new images afterwards: a Gaussian N(mu, S + r I) is fitted to the learned codes (maximum
-likelihood, plus a small ridge r so that it is positive definite with fewer codes than latent
-dimensions) and z = mu + L eps, eps ~ N(0, I), L L^T = S + r I. :func:`fold_latent_gaussian`
-writes this map into the generator's first layer, so the saved checkpoint is a plain generator
-sampled with N(0, I) latents, exact in eval mode.
+"""GLO-style fine-tuning (Bojanowski et al. 2018): G and one latent code per target image,
+trained by reconstruction (L1 + perceptual, :mod:`ganlode.methods.latent`), with no discriminator.
+G runs in eval mode, so one image's reconstruction never depends on the others.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Iterable
 
 import torch
-from torch import nn
 
-from .nets import Generator
-from .transfer import Adapter, Export, FeatureFn, Source, TransferOptions
-
-PERCEPTUAL_WEIGHT = 1.0
-MINING_CANDIDATES = 2048
-RIDGE = 1e-3  # relative to the codes' mean variance
-
-
-def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, feature_fn: FeatureFn, feature_scale: float,
-                        perceptual_weight: float = PERCEPTUAL_WEIGHT) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L1 pixel loss, perceptual loss); the total is l1 + perceptual_weight * perceptual."""
-    l1 = (fake - real).abs().mean()
-    with torch.no_grad():
-        target = feature_fn(real)
-    perceptual = (feature_fn(fake) - target).pow(2).mean() / feature_scale
-    return l1, perceptual_weight * perceptual
-
-
-@torch.no_grad()
-def mine_codes(generator: nn.Module, images: torch.Tensor, feature_fn: FeatureFn, gen: torch.Generator,
-               candidates: int | None = None, latent_dim: int | None = None) -> torch.Tensor:
-    """For each image, the random latent (of ``candidates``, default MINING_CANDIDATES) nearest in features."""
-    candidates = candidates or MINING_CANDIDATES
-    was_training = generator.training
-    generator.eval()
-    d = latent_dim or generator.latent_dim
-    z = torch.randn(candidates, d, generator=gen)
-    fz = torch.cat([feature_fn(generator(z[i:i + 512])) for i in range(0, candidates, 512)])
-    fx = feature_fn(images)
-    nearest = torch.cdist(fx.double(), fz.double()).argmin(1)
-    generator.train(was_training)
-    return z[nearest].clone()
-
-
-def fit_gaussian(codes: torch.Tensor, ridge: float = RIDGE) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, L) with L L^T = Cov(codes) + ridge * mean variance * I (Cov: maximum likelihood)."""
-    c = codes.detach().double()
-    mean = c.mean(0)
-    centred = c - mean
-    cov = centred.T @ centred / len(c)
-    scale = float(torch.diagonal(cov).mean()) if len(c) > 1 else 1.0
-    cov = cov + (ridge * max(scale, 1e-8)) * torch.eye(c.shape[1], dtype=c.dtype)
-    return mean.float(), torch.linalg.cholesky(cov).float()
-
-
-class LatentGaussianGenerator(nn.Module):
-    """eps ~ N(0, I) -> net(mean + L eps): samples of the fitted code distribution."""
-
-    def __init__(self, net: nn.Module, mean: torch.Tensor, chol: torch.Tensor):
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", mean.detach().clone())
-        self.register_buffer("chol", chol.detach().clone())
-
-    @property
-    def latent_dim(self) -> int:
-        return self.mean.shape[0]
-
-    def forward(self, eps: torch.Tensor) -> torch.Tensor:
-        return self.net(self.mean + eps @ self.chol.T)
-
-
-@torch.no_grad()
-def fold_latent_gaussian(generator: Generator, mean: torch.Tensor, chol: torch.Tensor) -> Generator:
-    """A copy of ``generator`` whose eval-mode output on eps equals generator(mean + L eps).
-
-    The first layer is Linear (no bias) then BatchNorm1d: W(mean + L eps) = (W L) eps + W mean,
-    and in eval mode adding W mean equals subtracting it from BatchNorm's running mean.
-    """
-    out = copy.deepcopy(generator)
-    linear, bn = out.fc[0], out.fc[1]
-    if not isinstance(linear, nn.Linear) or linear.bias is not None or not isinstance(bn, nn.BatchNorm1d):
-        raise ValueError("fold_latent_gaussian expects fc = Linear(no bias) -> BatchNorm1d")
-    w = linear.weight.double()
-    bn.running_mean.copy_((bn.running_mean.double() - w @ mean.double()).float())
-    linear.weight.copy_((w @ chol.double()).float())
-    return out
-
-
-class LatentFit(Adapter):
-    """Fit one code per target image (and ``params`` of ``net``) by reconstruction.
-
-    Args:
-        method: name recorded in results.
-        net: module z -> image; trained in place where ``params`` point into it.
-        params: the net's parameters to train (may be empty).
-        images: the target set.
-        codes: initial codes, one row per image.
-        feature_fn: differentiable features for the perceptual loss.
-        lr: Adam learning rate of codes and parameters.
-        batch: images per step (all of them, when None or larger than the set).
-        seed: fixes the batch draws.
-        train_mode: run the net in train mode (batch statistics) instead of eval mode.
-    """
-
-    def __init__(self, method: str, net: nn.Module, params: Iterable[nn.Parameter], images: torch.Tensor,
-                 codes: torch.Tensor, feature_fn: FeatureFn, *, lr: float, batch: int | None, seed: int,
-                 train_mode: bool = False, perceptual_weight: float = PERCEPTUAL_WEIGHT):
-        if len(images) == 0:
-            raise ValueError("the training set is empty")
-        self.method = method
-        self.net, self.images, self.feature_fn = net, images, feature_fn
-        self.codes = nn.Parameter(codes.detach().clone())
-        self.params = list(params)
-        self.opt = torch.optim.Adam([self.codes, *self.params], lr=lr, betas=(0.9, 0.999))
-        self.batch = len(images) if batch is None else min(batch, len(images))
-        self.train_mode = train_mode
-        self.perceptual_weight = perceptual_weight
-        with torch.no_grad():
-            self.feature_scale = float(feature_fn(images).pow(2).mean().clamp_min(1e-8))
-        self.rng = torch.Generator().manual_seed(seed * 1_000_003 + 7)
-        self.steps_done = 0
-
-    def step(self) -> dict[str, float]:
-        self.net.train(self.train_mode)
-        if self.batch == len(self.images):
-            idx = torch.arange(len(self.images))
-        else:
-            idx = torch.randperm(len(self.images), generator=self.rng)[: self.batch]
-        fake = self.net(self.codes[idx])
-        l1, perceptual = reconstruction_loss(fake, self.images[idx], self.feature_fn, self.feature_scale,
-                                             self.perceptual_weight)
-        self.opt.zero_grad(set_to_none=True)
-        (l1 + perceptual).backward()
-        self.opt.step()
-        self.steps_done += 1
-        return {"l1": float(l1.detach()), "perceptual": float(perceptual.detach())}
-
-    def adapted_net(self) -> nn.Module:
-        """The net as it samples after training (adabn re-estimates statistics here)."""
-        return self.net
-
-    def sampling_generator(self) -> nn.Module:
-        mean, chol = fit_gaussian(self.codes)
-        return LatentGaussianGenerator(self.adapted_net(), mean, chol)
-
-    def _generator_for_export(self) -> Generator:
-        net = self.adapted_net()
-        if not isinstance(net, Generator):
-            raise TypeError("override _generator_for_export to turn the adapted net into a Generator")
-        return net
-
-    def export(self) -> Export:
-        mean, chol = fit_gaussian(self.codes)
-        folded = fold_latent_gaussian(self._generator_for_export(), mean, chol)
-        extra = {"codes": self.codes.detach().clone(), "latent_mean": mean, "latent_chol": chol}
-        return Export(kind="gan", generator=folded, extra=extra,
-                      config={"sampling": "eps ~ N(0, I) -> G(mean + L eps), folded into the generator's first layer; "
-                                          "codes, latent_mean and latent_chol are stored for reference"})
+from . import seeding
+from .base import FeatureFn, Source, TransferOptions
+from .latent import LatentFit, mine_codes
 
 
 class GLO(LatentFit):
@@ -185,6 +20,6 @@ class GLO(LatentFit):
     def __init__(self, source: Source, images: torch.Tensor, options: TransferOptions, *, seed: int,
                  feature_fn: FeatureFn):
         generator = copy.deepcopy(source.generator).eval()
-        codes = mine_codes(generator, images, feature_fn, torch.Generator().manual_seed(seed))
+        codes = mine_codes(generator, images, feature_fn, seeding.generator(seed, "mine-codes"))
         super().__init__("glo", generator, generator.parameters(), images, codes, feature_fn,
                          lr=options.lr, batch=options.batch, seed=seed)

@@ -6,10 +6,13 @@ Each takes critic outputs (and, for penalties, the critic and its inputs) and re
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from .catalog import LOSS_DEFAULTS, LOSSES
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 
@@ -57,4 +60,54 @@ def r1_penalty(critic: Critic, real: torch.Tensor, gamma: float = 1.0) -> torch.
     return 0.5 * gamma * grad.flatten(1).pow(2).sum(1).mean()
 
 
-LOSSES = ("wgan-gp", "ns-r1")
+def defaults(loss: str) -> dict[str, Any]:
+    """Settings that follow from the loss (``catalog.LOSS_DEFAULTS``): n_critic, beta1, beta2."""
+    check_loss(loss)
+    return dict(LOSS_DEFAULTS[loss])
+
+
+def check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """The settings every adversarial loop shares (single-source training and multi-source mining),
+    and the one dispatch from the loss name to its critic and generator terms."""
+
+    loss: str = "wgan-gp"
+    batch: int = 64
+    beta1: float = 0.5
+    beta2: float = 0.9
+    gp_weight: float = 10.0
+    r1_gamma: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        return (self.beta1, self.beta2)
+
+    def critic_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor,
+                    rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adversarial loss, penalty) of the critic on real images against fakes.
+
+        WGAN-GP draws its mixing weights from ``rng`` (on the CPU, then moved), so the same
+        seed gives the same numbers on every device.
+        """
+        d_real, d_fake = critic(real), critic(fake)
+        if self.loss == "wgan-gp":
+            alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng).to(real.device)
+            return wgan_critic_loss(d_real, d_fake), gradient_penalty(critic, real, fake, self.gp_weight, alpha=alpha)
+        return ns_critic_loss(d_real, d_fake), r1_penalty(critic, real, self.r1_gamma)
+
+    def generator_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        return wgan_generator_loss(d_fake) if self.loss == "wgan-gp" else ns_generator_loss(d_fake)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

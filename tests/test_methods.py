@@ -12,7 +12,7 @@ from ganlode.methods import transfer as T
 from ganlode.methods.bn import adapt_batchnorm, batchnorm_layers
 from ganlode.methods.bsa import ScaleShiftGenerator, batchnorm_affine_parameters
 from ganlode.methods.finetune import distill_loss, l2sp_penalty
-from ganlode.methods.glo import fit_gaussian, fold_latent_gaussian
+from ganlode.methods.latent import fit_gaussian, fold_latent_gaussian
 from ganlode.methods.nets import GANConfig, build_gan
 
 ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
@@ -62,8 +62,11 @@ def test_options_that_do_not_belong_to_a_method_are_rejected():
     with pytest.raises(T.OptionError) as e:
         T.check_options("adabn", T.TransferOptions(freeze_depth=1), critic_blocks=3, steps=10)
     assert e.value.option == "freeze_depth"
-    with pytest.raises(T.OptionError, match="freeze_depth is required"):
-        T.check_options("freezed", T.TransferOptions(), critic_blocks=3, steps=10)
+    # freezed, l2sp and distill default their own option (the benchmarked settings)
+    src = T.Source(*build_gan(GANConfig()), {})
+    assert T.resolve_options("freezed", T.TransferOptions(), src, 10).freeze_depth == 2
+    assert T.resolve_options("l2sp", T.TransferOptions(), src, 10).l2sp_weight == 0.01
+    assert T.resolve_options("distill", T.TransferOptions(), src, 10).distill_weight == 1.0
     with pytest.raises(T.OptionError, match="critic has 3 blocks"):
         T.check_options("freezed", T.TransferOptions(freeze_depth=4), critic_blocks=3, steps=10)
     # the fine-tuning options combine under finetune

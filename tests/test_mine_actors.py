@@ -48,7 +48,8 @@ def reference():
 
 @pytest.fixture(scope="module")
 def cluster(ray_cluster):
-    from ganlode.actors.placement import MiningCluster, plan_resources
+    from ganlode.actors.cluster import MiningCluster
+    from ganlode.actors.placement import plan_resources
 
     resources = plan_resources(2, gpus_per_source=1, threads=1)
     assert resources.cpus_per_source < 1  # fractions: whole CPUs would not fit 3 actors on 2 CPUs
@@ -150,7 +151,8 @@ def test_resources_read_back_from_their_bundles():
 
 def test_a_caller_group_too_small_for_the_actors_is_refused_before_any_actor_starts():
     """An actor asking a bundle for more than it holds would wait for ever: refuse at once, saying why."""
-    from ganlode.actors.placement import MiningCluster, plan_nested_resources
+    from ganlode.actors.cluster import MiningCluster
+    from ganlode.actors.placement import plan_nested_resources
 
     _, resources = plan_nested_resources(2, 1.0, gpus_per_source=1.0)
 

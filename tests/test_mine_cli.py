@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from ganlode.methods.nets import GANConfig, build_gan
-from ganlode.orchestrator import cli, data
-from ganlode.orchestrator.checkpoint import save_checkpoint
+from ganlode.orchestrator import data
+from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+from ganlode.orchestrator.cli.main import main
 
 TARGET = "mnist5k:3@12+animals:zebra@12"
 
@@ -46,10 +47,10 @@ def final_tensors(run) -> dict:
 
 def test_mine_writes_one_mined_artifact_that_sample_reads(sources, tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli.main(mine_args(sources, run, "--in-process")) == 0
+    assert main(mine_args(sources, run, "--in-process")) == 0
     assert "shares" in capsys.readouterr().out
     config = json.loads((run / "checkpoints" / "final" / "config.json").read_text())
-    assert config["kind"] == "mined" and len(config["sources"]) == 2
+    assert config["model_kind"] == "mined" and len(config["sources"]) == 2
     tensors = final_tensors(run)
     for i in range(2):
         assert any(k.startswith(f"sources.{i}.generator.") for k in tensors)
@@ -65,16 +66,16 @@ def test_mine_writes_one_mined_artifact_that_sample_reads(sources, tmp_path, cap
     final = {r["metric"] for r in metrics if r["step"] == 8}
     assert {"fid", "kmmd", "mv", "share_0", "share_error_max"} <= final and all(r["method"] == "mine" for r in metrics)
     assert not [n for n in os.listdir(run / "checkpoints") if n.startswith("step-")]  # pruned once final exists
-    assert cli.main(["sample", str(run), "--n", "9", "--out", str(tmp_path / "grid.png")]) == 0
-    from ganlode.orchestrator.models import load_model
+    assert main(["sample", str(run), "--n", "9", "--out", str(tmp_path / "grid.png")]) == 0
+    from ganlode.orchestrator.artifacts.loaders import load_model
 
     model = load_model(str(run))
     x = model.sampler(5, torch.Generator().manual_seed(0))
-    assert x.shape == (5, 1, 28, 28) and model.config["kind"] == "mined"
+    assert x.shape == (5, 1, 28, 28) and model.config["model_kind"] == "mined"
 
 
 def test_resume_continues_from_the_last_checkpoint_without_repeating_steps(sources, tmp_path, capsys):
-    from ganlode.orchestrator.mine import mine_config, run_mine
+    from ganlode.orchestrator.pipelines.mine import mine_config, run_mine
 
     cfg = mine_config("ns-r1", mining_steps=6, finetune_steps=2, batch=8)
     evaluated = []
@@ -91,7 +92,7 @@ def test_resume_continues_from_the_last_checkpoint_without_repeating_steps(sourc
                  on_eval=crash_at_6, **common)
     assert evaluated == [0, 2, 4, 6]
     assert os.listdir(os.path.join(run, "checkpoints")) == ["step-4"]
-    assert cli.main(mine_args(sources, run, "--in-process", "--checkpoint-every", "4", "--eval-every", "2",
+    assert main(mine_args(sources, run, "--in-process", "--checkpoint-every", "4", "--eval-every", "2",
                               "--resume")) == 0
     assert json.loads(open(os.path.join(run, "config.json")).read())["resumed_from"] == 4
     steps = [r["step"] for r in pq.read_table(os.path.join(run, "shares.parquet")).to_pylist() if r["index"] == 0]
@@ -105,9 +106,9 @@ def test_resume_continues_from_the_last_checkpoint_without_repeating_steps(sourc
     a, b = final_tensors(run), final_tensors(straight)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # a finished run resumes to nothing, and is never overwritten without --resume
-    assert cli.main(mine_args(sources, run, "--in-process", "--resume")) == 0
+    assert main(mine_args(sources, run, "--in-process", "--resume")) == 0
     capsys.readouterr()
-    assert cli.main(mine_args(sources, run, "--in-process")) == 2
+    assert main(mine_args(sources, run, "--in-process")) == 2
     assert "--resume" in capsys.readouterr().err
 
 
@@ -122,7 +123,7 @@ def test_bad_input_exits_2_with_one_line(sources, tmp_path, capsys, case):
         i = args.index("--target")
         args = args[:i] + args[i + 2:]
     try:
-        code = cli.main(args)
+        code = main(args)
     except SystemExit as e:  # argparse's own usage errors
         code = e.code
     err = capsys.readouterr().err.strip()
@@ -133,8 +134,8 @@ def test_bad_input_exits_2_with_one_line(sources, tmp_path, capsys, case):
 
 def test_mine_on_ray_matches_the_in_process_run(sources, tmp_path, ray_cluster, capsys):
     ray_run, local_run = tmp_path / "ray", tmp_path / "local"
-    assert cli.main(mine_args(sources, ray_run, "--checkpoint-every", "3")) == 0
-    assert cli.main(mine_args(sources, local_run, "--in-process", "--checkpoint-every", "3")) == 0
+    assert main(mine_args(sources, ray_run, "--checkpoint-every", "3")) == 0
+    assert main(mine_args(sources, local_run, "--in-process", "--checkpoint-every", "3")) == 0
     a, b = final_tensors(ray_run), final_tensors(local_run)
     assert a.keys() == b.keys()
     assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel()) <= 1e-6

@@ -6,7 +6,7 @@ import torch
 
 from ganlode.methods.nets import GANConfig
 from ganlode.methods.train import TrainConfig
-from ganlode.orchestrator.pretrain import pretrain_distributed, pretrain_local
+from ganlode.orchestrator.pipelines.pretrain import pretrain_distributed, pretrain_local
 
 ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 
@@ -29,7 +29,7 @@ def test_one_ray_train_worker_equals_in_process(ray_cluster):
     assert _same_state(local.generator, dist.generator) == 0.0
     assert _same_state(local.critic, dist.critic) == 0.0
     # and training moved the weights at all
-    from ganlode.orchestrator.pretrain import init_gan
+    from ganlode.orchestrator.pipelines.pretrain import init_gan
 
     g0, _ = init_gan(ARCH, tcfg.seed)
     assert _same_state(g0, local.generator) > 1e-4

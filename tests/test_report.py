@@ -6,13 +6,13 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 
 import torch
 
-from ganlode.orchestrator.cli import main
-from ganlode.orchestrator.images import grid_png
-from ganlode.orchestrator.report import SHARES_FILE
-from ganlode.orchestrator.runs import RunDir, metric_rows
+from ganlode.orchestrator.cli.main import main
+from ganlode.orchestrator.artifacts.rundir import SHARES_FILE, RunDir, metric_rows
+from ganlode.orchestrator.data.images import grid_png
 
 
 def _fake_run(tmp_path):
@@ -60,7 +60,8 @@ def _digest(folder):
 
 def test_corrupt_metrics_exit_2_and_leave_files(tmp_path, capsys):
     run = _fake_run(tmp_path)
-    with open(run.file("metrics.parquet"), "r+b") as f:
+    parts = run.file("metrics.parquet")  # a folder of part files, one per append
+    with open(os.path.join(parts, sorted(os.listdir(parts))[-1]), "r+b") as f:
         f.truncate(100)
     before = _digest(run.path)
     assert main(["report", run.path]) == 2
@@ -71,7 +72,7 @@ def test_corrupt_metrics_exit_2_and_leave_files(tmp_path, capsys):
 
 def test_missing_metrics_exit_2_and_leave_files(tmp_path, capsys):
     run = _fake_run(tmp_path)
-    os.remove(run.file("metrics.parquet"))
+    shutil.rmtree(run.file("metrics.parquet"))
     before = _digest(run.path)
     assert main(["report", run.path]) == 2
     err = capsys.readouterr().err.strip().splitlines()

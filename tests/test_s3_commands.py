@@ -7,8 +7,8 @@ import json
 import pyarrow.fs as pafs
 
 from ganlode.orchestrator import storage
-from ganlode.orchestrator.checkpoint import load_checkpoint
-from ganlode.orchestrator.cli import main
+from ganlode.orchestrator.artifacts.checkpoint import load_checkpoint
+from ganlode.orchestrator.cli.main import main
 
 TINY = ["--steps", "2", "--g-width", "8", "--d-width", "8", "--latent-dim", "8", "--no-progress", "--batch", "8"]
 

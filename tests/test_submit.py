@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ganlode.orchestrator import cli
+from ganlode.orchestrator.cli.main import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -156,7 +156,7 @@ def test_a_missing_or_wrong_token_is_one_line_and_exit_2(ray_head, tmp_path):
 def test_an_address_without_a_head_is_exit_2_within_seconds(capsys):
     (closed,) = _free_ports(1)
     start = time.monotonic()
-    code = cli.main(["submit", "--address", f"http://127.0.0.1:{closed}", "--", "--help"])
+    code = main(["submit", "--address", f"http://127.0.0.1:{closed}", "--", "--help"])
     elapsed = time.monotonic() - start
     err = capsys.readouterr().err
     assert code == 2

@@ -10,9 +10,9 @@ from PIL import Image
 
 from ganlode.methods.nets import GANConfig, build_gan
 from ganlode.methods.transfer import METHODS
-from ganlode.orchestrator import inception
-from ganlode.orchestrator.checkpoint import save_checkpoint
-from ganlode.orchestrator.cli import main
+from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+from ganlode.orchestrator.cli.main import main
+from ganlode.orchestrator.evaluation import inception
 
 ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 TARGET = "mnist5k:7@12"
@@ -36,9 +36,9 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 @pytest.fixture(autouse=True)
 def _few_mining_candidates(monkeypatch):
     """adabn/bsa/glo start codes from the nearest of 2048 random latents; 128 keep the tests quick."""
-    from ganlode.methods import glo
+    from ganlode.methods import latent
 
-    monkeypatch.setattr(glo, "MINING_CANDIDATES", 128)
+    monkeypatch.setattr(latent, "MINING_CANDIDATES", 128)
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +111,7 @@ def _png_folder(path, n: int, size: int, mode: str):
     return str(path)
 
 
-@pytest.mark.parametrize("case", ["unknown-method", "foreign-option", "freeze-too-deep", "missing-required",
+@pytest.mark.parametrize("case", ["unknown-method", "foreign-option", "freeze-too-deep", "negative-weight",
                                   "size-mismatch", "channel-mismatch", "empty-target", "eval-no-run"])
 def test_bad_input_exits_2_with_one_line(case, source, tmp_path, capsys):
     base = ["transfer", "--source", source, "--out", str(tmp_path / "run"), *FAST]
@@ -123,7 +123,7 @@ def test_bad_input_exits_2_with_one_line(case, source, tmp_path, capsys):
         "unknown-method": lambda: base + ["--target", TARGET, "--method", "nosuch"],
         "foreign-option": lambda: base + ["--target", TARGET, "--method", "adabn", "--freeze-depth", "1"],
         "freeze-too-deep": lambda: base + ["--target", TARGET, "--method", "freezed", "--freeze-depth", "4"],
-        "missing-required": lambda: base + ["--target", TARGET, "--method", "l2sp"],
+        "negative-weight": lambda: base + ["--target", TARGET, "--method", "l2sp", "--l2sp-weight", "-1"],
         "size-mismatch": lambda: base + ["--target", _png_folder(tmp_path / "big", 3, 32, "L"), "--method", "finetune"],
         "channel-mismatch": lambda: base + ["--target", _png_folder(tmp_path / "rgb", 3, 28, "RGB"), "--method", "glo"],
         "empty-target": lambda: base + ["--target", folder("empty"), "--method", "glo"],
@@ -134,7 +134,7 @@ def test_bad_input_exits_2_with_one_line(case, source, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:"), err
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing written on bad input
-    expect = {"foreign-option": "--freeze-depth", "freeze-too-deep": "3 blocks", "missing-required": "--l2sp-weight",
+    expect = {"foreign-option": "--freeze-depth", "freeze-too-deep": "3 blocks", "negative-weight": "--l2sp-weight must be >= 0",
               "size-mismatch": "32x32", "channel-mismatch": "3x28x28", "empty-target": "no images",
               "eval-no-run": "holds no run"}.get(case)
     if expect:
@@ -162,7 +162,7 @@ def test_a_run_on_s3_is_written_scored_and_sampled(source, s3_bucket, tmp_path):
                  "--steps", "1", "--eval-every", "0", "--eval-n", "16", "--no-progress", "--batch", "8",
                  "--n-critic", "1"]) == 0
     assert _cli(["eval", run]) == 0  # the run's own target, its whole held-out split
-    from ganlode.orchestrator.runs import RunDir
+    from ganlode.orchestrator.artifacts.rundir import RunDir
 
     rows = RunDir(run).read_metrics().to_pylist()
     assert sorted({(r["step"], r["n"]) for r in rows}) == [(0, 16), (1, 16), (1, 150)]

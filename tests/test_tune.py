@@ -27,9 +27,11 @@ import torch
 
 from ganlode.methods import transfer as T
 from ganlode.methods.nets import GANConfig, build_gan
-from ganlode.orchestrator import checkpoint, data, search_space as S
-from ganlode.orchestrator.cli import main
+from ganlode.orchestrator import data
+from ganlode.orchestrator.artifacts import checkpoint
+from ganlode.orchestrator.cli.main import main
 from ganlode.orchestrator.errors import UserError
+from ganlode.orchestrator.search import space as S
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,7 +53,7 @@ def source(tmp_path_factory) -> str:
 
 
 def _spec(source: str, out: str, **kw):
-    from ganlode.orchestrator.tune import SearchSpec
+    from ganlode.orchestrator.search.spec import SearchSpec
 
     method = kw.pop("method", "freezed+l2sp")
     steps = kw.pop("steps", 4)
@@ -126,7 +128,7 @@ def test_same_seed_proposes_the_same_settings():
 
 
 def test_concurrency_is_capped_to_the_free_cpus(source, tmp_path):
-    from ganlode.orchestrator.tune import capped_concurrency, trial_resources
+    from ganlode.orchestrator.search.trials import capped_concurrency, trial_resources
 
     spec = _spec(source, str(tmp_path), trials=12, concurrent=8)
     assert capped_concurrency(spec, {"CPU": 2.0, "GPU": 2.0}) == 2
@@ -155,8 +157,9 @@ def test_concurrency_is_capped_to_the_free_cpus(source, tmp_path):
 ])
 def test_checkpoint_restores_the_exact_training_state(source, tmp_path, method, options, save_at):
     """Training 5 steps straight equals training save_at steps, restoring into a fresh adapter, and going on."""
-    from ganlode.orchestrator.transfer import load_source, perceptual_features
-    from ganlode.orchestrator.tune import load_trial_state, save_trial_state
+    from ganlode.orchestrator.evaluation.classifier import perceptual_features
+    from ganlode.orchestrator.pipelines.sources import load_source
+    from ganlode.orchestrator.search.state import load_trial_state, save_trial_state
 
     src, _ = load_source(source)
     images = data.load_target(TARGET).images
@@ -220,8 +223,8 @@ def test_bad_input_exits_2_with_one_line(source, tmp_path, capsys):
 
 
 def test_search_end_to_end_retries_failed_trials_from_their_checkpoint(ray_cluster, source, tmp_path, capsys):
-    from ganlode.orchestrator.models import load_model
-    from ganlode.orchestrator.tune import run_search
+    from ganlode.orchestrator.artifacts.loaders import load_model
+    from ganlode.orchestrator.search.run import run_search
 
     out, trace = str(tmp_path / "search"), str(tmp_path / "trace")
     spec = _spec(source, out)
@@ -277,7 +280,8 @@ def _interrupt_after(n: int):
 
 def _interrupt_and_resume(source, out, trace, trials, interrupt_after, concurrent, steps=4):
     """Run a search, interrupt it after some trials ended, resume it; returns (ended trials, executions)."""
-    from ganlode.orchestrator.tune import read_spec, run_search
+    from ganlode.orchestrator.search.run import run_search
+    from ganlode.orchestrator.search.spec import read_spec
 
     spec = _spec(source, out, trials=trials, concurrent=concurrent, steps=steps)
     interrupt = _interrupt_after(interrupt_after)
@@ -306,7 +310,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_cluste
 
 def test_search_on_s3_resumes_from_there(ray_cluster, source, s3_bucket, tmp_path, monkeypatch):
     from ganlode.orchestrator import storage
-    from ganlode.orchestrator.models import load_model
+    from ganlode.orchestrator.artifacts.loaders import load_model
 
     out = f"{s3_bucket}/tune/search"
     ended, runs = _interrupt_and_resume(source, out, str(tmp_path / "trace"), trials=2, interrupt_after=1, concurrent=1, steps=2)
@@ -339,7 +343,7 @@ def test_multi_source_search_runs_trials_on_actors_and_exports_the_best(ray_clus
     eval reproduces its score; afterwards every actor and reservation is released."""
     import time
 
-    from ganlode.orchestrator.tune import run_search
+    from ganlode.orchestrator.search.run import run_search
 
     ray = ray_cluster
     arch = GANConfig(latent_dim=8, g_width=8, d_width=8)
@@ -382,7 +386,7 @@ def test_multi_source_search_runs_trials_on_actors_and_exports_the_best(ray_clus
 
     best = json.load(open(os.path.join(out, "best.json")))
     config = json.load(open(os.path.join(out, "best", "config.json")))
-    assert config["kind"] == "mine" and config["tune"]["trial_id"] == best["trial_id"]
+    assert config["run_kind"] == "mine" and config["tune"]["trial_id"] == best["trial_id"]
     assert config["mining"]["mining_steps"] == best["config"]["mining_steps"]
     assert main(["eval", os.path.join(out, "best"), "--n", str(VAL_N), "--seed", "0"]) == 0
     kmmd = float(next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("kmmd ")))

@@ -1,0 +1,153 @@
+"""Checkpoints: a directory with ``model.safetensors`` and ``config.json``. Loading never unpickles.
+
+Tensors are stored under prefixes: ``generator.``, ``critic.``, ``miner.`` and, for mined
+models, ``sources.<i>.generator.`` / ``sources.<i>.miner.``. ``config.json`` is the
+:class:`~.records.ModelRecord`: the architecture, the loader kind, the data and command that
+made the weights, the step count and measured metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .. import storage
+from ..errors import UserError
+from ...methods.nets import Critic, GANConfig, Generator, build_gan
+from .records import ModelRecord
+from .rundir import CONFIG_FILE as CONFIG
+from .rundir import WEIGHTS_FILE as WEIGHTS
+from .zoo import resolve
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: nets in eval mode plus its record (``config``: the record as a dict)."""
+
+    path: str
+    config: dict[str, Any]
+    generator: Generator
+    critic: Critic | None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def arch(self) -> GANConfig:
+        return GANConfig.from_dict(self.config["arch"])
+
+    @property
+    def record(self) -> ModelRecord:
+        return ModelRecord.from_dict(self.config, f"{self.path}/{CONFIG}")
+
+
+def state_tensors(prefix: str, module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in module.state_dict().items():
+        t = v.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        out[f"{prefix}{k}"] = t.contiguous()
+    return out
+
+
+def save_checkpoint(
+    path: str,
+    record: ModelRecord | dict[str, Any],
+    generator: Generator | None = None,
+    critic: Critic | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+    dtype: torch.dtype | None = None,
+    files: dict[str, bytes] | None = None,
+) -> None:
+    """Write a checkpoint directory atomically (a failure leaves any previous one intact).
+
+    Args:
+        path: local or s3:// directory.
+        record: the checkpoint's ModelRecord (a dict is read as one: it must contain ``arch``, a
+            GANConfig dict); every value must be JSON-able.
+        generator, critic: saved under ``generator.`` / ``critic.``.
+        extra: further named tensors (miners, latent codes, ...).
+        dtype: store floating tensors in this dtype (e.g. torch.float16 for the zoo).
+        files: further files written into the same directory (e.g. ``samples.png``).
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    if generator is not None:
+        tensors.update(state_tensors("generator.", generator, dtype))
+    if critic is not None:
+        tensors.update(state_tensors("critic.", critic, dtype))
+    for k, v in (extra or {}).items():
+        t = v.detach().cpu()
+        tensors[k] = (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
+    if isinstance(record, dict):
+        record = ModelRecord.from_dict(record, f"the config of {path}")
+    config = record.replace(format=ModelRecord.FORMAT).to_dict()
+    json.dumps(config)  # fail before writing anything if it is not serialisable
+    with storage.atomic_dir(path) as stage:
+        (stage / WEIGHTS).write_bytes(st_save(tensors))
+        (stage / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        for name, blob in (files or {}).items():
+            (stage / name).write_bytes(blob)
+
+
+def read_tensors(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The config and raw tensors of a checkpoint directory, validated; never unpickles."""
+    path = resolve(path)
+    if not storage.exists(storage.join(path, CONFIG)) or not storage.exists(storage.join(path, WEIGHTS)):
+        raise UserError(
+            f"{path} is not a ganlode checkpoint (needs {CONFIG} and {WEIGHTS}); "
+            "pass a directory written by `ganlode pretrain`/`transfer`, or zoo:NAME"
+        )
+    config = ModelRecord.from_dict(storage.read_json(storage.join(path, CONFIG)), f"{path}/{CONFIG}").to_dict()
+    raw = storage.read_bytes(storage.join(path, WEIGHTS))
+    try:
+        tensors = st_load(raw)
+    except (SafetensorError, Exception) as e:  # safetensors raises several types on corrupt input
+        raise UserError(
+            f"{path}/{WEIGHTS} is corrupt or truncated ({str(e).splitlines()[0][:80]}); re-create or re-download it"
+        ) from None
+    return config, tensors
+
+
+def load_into(module: torch.nn.Module, prefix: str, tensors: dict[str, torch.Tensor], path: str) -> None:
+    """Load the tensors under ``prefix`` into ``module``; a mismatch is a UserError naming ``path``."""
+    sub = {k[len(prefix):]: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(sub))
+    unexpected = sorted(set(sub) - set(expected))
+    bad_shape = sorted(k for k in set(sub) & set(expected) if sub[k].shape != expected[k].shape)
+    if missing or unexpected or bad_shape:
+        what = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
+            f"{bad_shape[0]} has shape {tuple(sub[bad_shape[0]].shape)}, architecture wants {tuple(expected[bad_shape[0]].shape)}"
+        )
+        raise UserError(
+            f"{path}: weights do not match the architecture in {CONFIG} ({prefix.rstrip('.')}: {what}); "
+            "the config and weights come from different models"
+        )
+    module.load_state_dict(sub, strict=True)
+
+
+def load_checkpoint(path: str, with_critic: bool = True) -> Checkpoint:
+    """Load a checkpoint directory (local, s3:// or zoo:NAME); nets come back in eval mode."""
+    resolved = resolve(path)
+    config, tensors = read_tensors(resolved)
+    try:
+        arch = GANConfig.from_dict(config["arch"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{resolved}/{CONFIG} has an invalid 'arch' ({e}); re-create the checkpoint") from None
+    generator, critic = build_gan(arch)
+    load_into(generator, "generator.", tensors, resolved)
+    has_critic = any(k.startswith("critic.") for k in tensors)
+    if with_critic and has_critic:
+        load_into(critic, "critic.", tensors, resolved)
+    else:
+        critic = None
+    generator.eval()
+    if critic is not None:
+        critic.eval()
+    extra = {k: v for k, v in tensors.items() if not k.startswith(("generator.", "critic."))}
+    return Checkpoint(path=resolved, config=config, generator=generator, critic=critic, extra=extra)

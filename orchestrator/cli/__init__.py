@@ -1,0 +1,1 @@
+"""The ``ganlode`` command line: :mod:`.main` dispatches to one module per command."""

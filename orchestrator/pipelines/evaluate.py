@@ -1,0 +1,62 @@
+"""Scoring a stored model again under the evaluation protocol (``ganlode eval``).
+
+What the path is comes from its ``config.json`` record, never from which files lie beside it:
+a run directory (its final checkpoint is scored, and the rows are appended to the run's
+``metrics.parquet``) or a checkpoint (zoo:NAME included; nothing is written).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..artifacts.loaders import load_model, locate
+from ..artifacts.rundir import METRICS_FILE, RunDir, metric_rows
+from ..errors import UserError
+from ..evaluation import features, protocol
+
+
+@dataclass
+class Evaluation:
+    path: str              # the model scored
+    method: str
+    target: str
+    n: int                 # reference images (and samples)
+    values: dict[str, float]
+    appended_to: str | None  # the run's metrics table the rows went to
+
+
+def _recorded_target(config: dict[str, Any], what: str) -> str:
+    spec = config.get("target") or (config.get("data") or {}).get("spec")
+    if not spec:
+        raise UserError(f"{what} records no target: pass --target SPEC, e.g. --target mnist5k:7")
+    return spec
+
+
+def evaluate_model(path: str, *, target: str | None = None, n: int | None = None, feature_kind: str = "classifier",
+                   seed: int = 0) -> Evaluation:
+    """Score the run or checkpoint at ``path`` against ``target``'s held-out split (default: the recorded target)."""
+    if n is not None and n < 2:
+        raise UserError("--n must be at least 2 (FID needs two or more images)")
+    if seed < 0:
+        raise UserError("--seed must be >= 0")
+    if feature_kind == "inception":
+        features.require(feature_kind)
+    where = locate(path)
+    if where.run is not None:
+        config = where.run.to_dict()
+        target = target or _recorded_target(config, f"the run {where.path}")
+        method, step = where.run.method or where.run.run_kind, int(config.get("steps") or 0)
+    model = load_model(where.checkpoint)
+    if where.run is None:
+        target = target or _recorded_target(model.config, f"the checkpoint {model.path}")
+        method, step = model.config.get("method") or model.config.get("model_kind", "gan"), 0
+    ref = protocol.reference(target, n=n, feature_kind=feature_kind)
+    values = protocol.score(model.sampler, ref, seed=seed)
+    appended_to = None
+    if where.run is not None:
+        run = RunDir(where.path)
+        run.append_metrics(metric_rows(method, step, values, seed=seed, features=feature_kind, n=len(ref),
+                                       target=target))
+        appended_to = run.file(METRICS_FILE)
+    return Evaluation(model.path, method, target, len(ref), values, appended_to)

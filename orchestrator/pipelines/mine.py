@@ -1,0 +1,318 @@
+"""The multi-source mining pipeline: several source GANs + a target -> one mined model.
+
+:func:`run_mine` is the one entry point; ``ganlode mine`` calls it, and ``ganlode tune --method
+mine`` and ``ganlode demo`` call it with ``on_eval`` to receive metrics. It runs four steps:
+
+1. check: every input before writing anything (bad input is a :class:`UserError`), and where a
+   resumed run restarts;
+2. build: the engine, on Ray (one generator actor per source, :mod:`ganlode.actors`; in
+   bundles of the caller's placement group when it passes one, as a Tune trial does) or in
+   this process (the reference) (:mod:`.mine_engine`);
+3. loop: ``mining_steps`` mining steps and ``finetune_steps`` joint fine-tuning steps, writing
+   ``RUN/checkpoints/step-N`` every ``checkpoint_every`` steps, so ``resume=True`` continues
+   from the last one and the result equals an uninterrupted run's; at a step that is also
+   evaluated, after ``on_eval`` returns;
+4. write: the mined model as one artifact, ``RUN/checkpoints/final``, ``RUN/shares.parquet``
+   with a plot and sample grids (:mod:`.mine_outputs`); the evaluation protocol's metrics are
+   in ``RUN/metrics.parquet``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ...methods.multisource import MultiSourceConfig, selector_shares
+from .. import storage
+from ..artifacts import checkpoint
+from ..artifacts.loaders import mixture_from_state
+from ..artifacts.records import RunRecord
+from ..artifacts.rundir import CONFIG_FILE, STEP_PREFIX, RunDir, metric_rows
+from ..data.imageset import ImageSet
+from ..data.spec import load_target
+from ..errors import UserError
+from ..evaluation import features, protocol
+from ..progress import Progress
+from .mine_engine import start_engine
+from .mine_outputs import METHOD, prune_step_checkpoints, read_final, step_checkpoints, write_final, write_step_checkpoint
+from .sources import load_sources, trained_loss
+
+RUN_KIND = "mine"
+EvalCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class MineResult:
+    run: str
+    shares: list[float]  # p, in source order
+    metrics: dict[str, float]  # the final evaluation
+    history: list[dict[str, Any]] = field(default_factory=list)  # logged steps: losses and shares
+    true_shares: list[float] | None = None  # when every target class comes from exactly one source
+    resumed_from: int = 0
+    wall_s: float = 0.0
+
+
+def mine_config(loss: str = "ns-r1", **overrides: Any) -> MultiSourceConfig:
+    """Settings with the Adam betas of ``loss`` (as ``ganlode pretrain`` uses), plus overrides."""
+    try:
+        return MultiSourceConfig(**{"loss": loss, "beta2": 0.9 if loss == "wgan-gp" else 0.99, **overrides})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"invalid mining settings: {e}") from None
+
+
+def true_shares(source_configs: Sequence[dict[str, Any]], target: ImageSet) -> list[float] | None:
+    """Each source's share of the target when every target class was in exactly one source's data."""
+    covers = []
+    for cfg in source_configs:
+        counts = ((cfg.get("data") or {}).get("counts")) if isinstance(cfg.get("data"), dict) else None
+        if not isinstance(counts, dict):
+            return None
+        covers.append({(ds, label) for ds, labels in counts.items() for label, n in labels.items() if n})
+    shares = [0.0] * len(covers)
+    for group, n in target.counts().items():
+        owners = [i for i, c in enumerate(covers) if group in c]
+        if len(owners) != 1:
+            return None
+        shares[owners[0]] += n / len(target)
+    return shares
+
+
+def _fmt_shares(shares: Sequence[float]) -> str:
+    return "/".join(f"{p:.2f}" for p in shares)
+
+
+# ---------------------------------------------------------------- the pipeline's steps
+
+
+@dataclass
+class _Plan:
+    """What the check step found; nothing is written yet."""
+
+    sources: list[str]
+    ckpts: list[checkpoint.Checkpoint]
+    cfg: MultiSourceConfig
+    target: ImageSet
+    run: RunDir
+    record: RunRecord
+    start: int = 0                                        # the step a resumed run continues after
+    start_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    finished: MineResult | None = None                    # the run at ``out`` is done already
+
+
+def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig | None, *, seed: int | None,
+           checkpoint_every: int, eval_every: int, chunk: int, feature_kind: str, resume: bool,
+           in_process: bool) -> _Plan:
+    if checkpoint_every < 0 or eval_every < 0 or chunk < 1:
+        raise UserError("--checkpoint-every and --eval-every must be 0 or more")
+    if feature_kind not in features.FEATURES:
+        raise UserError(f"unknown features {feature_kind!r}: use one of {', '.join(features.FEATURES)}")
+    ckpts = load_sources(sources)
+    arch = ckpts[0].arch
+    cfg = cfg or mine_config(trained_loss(ckpts[0]))
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seed=seed)
+    target_set = load_target(target, seed=cfg.seed)
+    if (target_set.channels, target_set.resolution) != (arch.channels, arch.resolution):
+        r = arch.resolution
+        raise UserError(f"target {target} holds {target_set.channels}x{target_set.resolution}x{target_set.resolution} "
+                        f"images but the sources make {arch.channels}x{r}x{r}: pick a target of the sources' size")
+    storage.check_writable(out)
+    record = RunRecord(
+        run_kind=RUN_KIND, method=METHOD, target=target, seed=cfg.seed, features=feature_kind,
+        data=target_set.provenance(),
+        extra={"sources": list(sources), "source_paths": [c.path for c in ckpts], "mining": cfg.to_dict(),
+               "checkpoint_every": checkpoint_every, "eval_every": eval_every,
+               "engine": "in-process" if in_process else "ray"},
+    )
+    plan = _Plan(list(sources), ckpts, cfg, target_set, RunDir(out), record)
+    if plan.run.is_run():
+        _resume_point(plan, resume)
+    return plan
+
+
+def _resume_point(plan: _Plan, resume: bool) -> None:
+    """Where a run already at ``out`` continues: its last step checkpoint; or it is finished."""
+    run, cfg = plan.run, plan.cfg
+    if not resume:
+        raise UserError(f"{run.path} already holds a run ({run.file(CONFIG_FILE)}): add --resume to continue it, "
+                        "or pass a new --out")
+    old = run.read_config()
+    for key in ("sources", "target", "mining"):
+        if old.get(key) != plan.record.to_dict()[key]:
+            raise UserError(f"{run.path} was started with other {key} ({old.get(key)}); resume with the same options, "
+                            "or pass a new --out")
+    final = read_final(run) if run.read_record().done else None
+    if final is not None:
+        print(f"mine: {run.path} is finished already (step {cfg.total_steps}); nothing to resume", file=sys.stderr)
+        plan.finished = MineResult(run.path, final.get("shares", []), final.get("metrics", {}),
+                                   true_shares=final.get("true_shares"), resumed_from=cfg.total_steps)
+        return
+    done_steps = [s for s in step_checkpoints(run) if s <= cfg.total_steps]
+    if done_steps:
+        plan.start = done_steps[-1]
+        ck_config, plan.start_state = checkpoint.read_tensors(run.checkpoint_path(f"{STEP_PREFIX}{plan.start}"))
+        plan.history = [r for r in ck_config.get("history", []) if r["step"] <= plan.start]
+    run.drop_metrics(METHOD, after_step=plan.start if done_steps else -1)  # evaluations past the restart are redone
+
+
+class _Evaluator:
+    """Scores the mixture a state holds under the protocol, logs it, and hands it to ``on_eval``."""
+
+    def __init__(self, plan: _Plan, ref: protocol.Reference, truth: list[float] | None, on_eval: EvalCallback | None):
+        self.plan, self.ref, self.truth, self.on_eval = plan, ref, truth, on_eval
+        self.arches = [c.arch for c in plan.ckpts]
+        self.common = {"seed": plan.cfg.seed, "features": plan.record.features, "n": len(ref), "target": plan.record.target}
+        self.log: Callable[[str], None] = lambda line: None
+
+    def __call__(self, step: int, state: dict[str, torch.Tensor]) -> dict[str, float]:
+        mixture = mixture_from_state(self.arches, self.plan.cfg, state)
+        values = protocol.score(mixture.sample, self.ref, seed=self.plan.cfg.seed)
+        p = [float(x) for x in mixture.shares]
+        values.update({f"share_{i}": v for i, v in enumerate(p)})
+        if self.truth is not None:
+            errors = [abs(a - b) for a, b in zip(p, self.truth)]
+            values.update({f"share_error_{i}": e for i, e in enumerate(errors)})
+            values["share_error_max"] = max(errors)
+        self.plan.run.append_metrics(metric_rows(METHOD, step, values, **self.common))
+        self.log(f"step {step}: FID {values['fid']:.3f}  KMMD {values['kmmd']:.4f}  MV {values['mv']:.3f}  p={_fmt_shares(p)}")
+        if self.on_eval is not None:
+            self.on_eval(step, values)
+        return values
+
+
+def _loop(plan: _Plan, engine: Any, evaluate: _Evaluator, *, eval_every: int, checkpoint_every: int, chunk: int,
+          where: str, show_progress: bool, threads_before: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Run the steps left, evaluating and checkpointing on the way; returns (final state, final metrics).
+
+    The engine is closed, and this process's torch threads restored, before the final evaluation.
+    """
+    cfg, run, history, total = plan.cfg, plan.run, plan.history, plan.cfg.total_steps
+    log_every = max(1, total // 500)
+    points = {0, total} | (set(range(eval_every, total, eval_every)) if eval_every else set())
+    with Progress(total, "mine", enabled=show_progress, every=1) as progress:
+        evaluate.log = progress.write if show_progress else (lambda line: None)
+        try:
+            run.write_config(plan.record.replace(status="running", resumed_from=plan.start))
+            evaluate.log(f"mine: {len(plan.sources)} sources -> {len(plan.target)} images of {plan.record.target}; "
+                         f"{cfg.mining_steps} mining + {cfg.finetune_steps} fine-tuning steps, loss {cfg.loss}, "
+                         f"batch {cfg.batch}, {where}" + (f"; resuming after step {plan.start}" if plan.start else ""))
+            if plan.start_state is not None:
+                engine.load_state_tensors(plan.start_state)
+                progress.update(plan.start)
+            done = engine.steps_done
+            if done in points and done < total and plan.start_state is None:
+                evaluate(done, engine.state_tensors())
+            while done < total:
+                stops = [total, done + chunk] + [s for s in points if s > done]
+                if checkpoint_every:
+                    stops.append((done // checkpoint_every + 1) * checkpoint_every)
+                nxt = min(stops)
+                rows = engine.run_until(nxt)
+                for r in rows:
+                    if not all(math.isfinite(r[k]) for k in ("d_loss", "g_loss", "penalty")):
+                        raise RuntimeError(f"mining diverged at step {r['step']} ({r}); lower the learning rates")
+                    if r["step"] % log_every == 0 or r["step"] == total:
+                        history.append(r)
+                last = rows[-1] if rows else {"shares": engine.shares(), "g_loss": math.nan, "d_loss": math.nan}
+                progress.update(nxt - done, p=_fmt_shares(last["shares"]), g=last["g_loss"], d=last["d_loss"])
+                done = nxt
+                # Evaluate (and call on_eval) before checkpointing: a caller that records progress in
+                # on_eval (a Tune trial's report) never sees the run resume past a step it was not told of.
+                if done in points and done < total:
+                    evaluate(done, engine.state_tensors())
+                if checkpoint_every and done % checkpoint_every == 0 and done < total:
+                    write_step_checkpoint(run, done, plan.ckpts[0].arch, cfg, engine.state_tensors(), history, plan.sources)
+            state = engine.state_tensors()
+        finally:
+            engine.close()
+            torch.set_num_threads(threads_before)  # --threads pins this process only for the run
+        return state, evaluate(total, state)
+
+
+def run_mine(
+    sources: Sequence[str],
+    target: str,
+    out: str,
+    cfg: MultiSourceConfig | None = None,
+    *,
+    seed: int | None = None,
+    gpus_per_source: float | None = None,
+    checkpoint_every: int = 100,
+    resume: bool = False,
+    in_process: bool = False,
+    threads: int | None = None,
+    eval_every: int = 0,
+    on_eval: EvalCallback | None = None,
+    feature_kind: str = "classifier",
+    eval_n: int | None = None,
+    show_progress: bool = True,
+    chunk: int = 10,
+    placement_group: Any = None,
+) -> MineResult:
+    """Mine ``sources`` for ``target`` and write a run directory at ``out``.
+
+    Args:
+        sources: two or more checkpoint directories, run directories or ``zoo:NAME``; the shared
+            critic starts from the first one's critic.
+        target: a target spec (``mnist5k:3@30+animals:zebra@70``, a folder, a Parquet table).
+        out: run directory (local or s3://); it must not hold a run unless ``resume``.
+        cfg: steps, loss, batch, learning rates, selector window, miner size and seed
+            (default: :func:`mine_config` with the first source's training loss).
+        seed: overrides ``cfg.seed``; it also fixes the target draw.
+        gpus_per_source: GPUs per generator actor (None: 1 each when the cluster has them).
+        checkpoint_every: write ``RUN/checkpoints/step-N`` every so many steps (0: never).
+        resume: continue the run in ``out`` from its last step checkpoint (same options).
+        in_process: run the in-process reference instead of Ray actors.
+        threads: torch threads (in-process: this process; Ray: each actor).
+        eval_every: also score the model every so many steps (0: only at start and end).
+        on_eval: called as ``on_eval(step, metrics)`` after each evaluation (FID, KMMD, MV,
+            ``share_<i>`` and, with known true shares, ``share_error_<i>``).
+        feature_kind, eval_n: evaluation features and reference cap (see evaluation.protocol).
+        show_progress: a progress bar with the current shares on stderr.
+        chunk: steps per progress update (and per call to the coordinator).
+        placement_group: run the actors in this group, which the caller holds (a Tune trial's,
+            ``ray.util.get_current_placement_group()``): bundle 0 is the caller's own, bundles
+            1..N are the generators' and bundle N+1 the coordinator's (their resources are what
+            the actors ask for; ``gpus_per_source`` is not used). The group is left in place.
+            None: the run makes (and removes) a group of its own. Ignored with ``in_process``.
+    """
+    t0 = time.time()
+    plan = _check(sources, target, out, cfg, seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every,
+                  chunk=chunk, feature_kind=feature_kind, resume=resume, in_process=in_process)
+    if plan.finished is not None:
+        return plan.finished
+    truth = true_shares([c.config for c in plan.ckpts], plan.target)
+    evaluate = _Evaluator(plan, protocol.reference(target, n=eval_n, feature_kind=feature_kind), truth, on_eval)
+    threads_before = torch.get_num_threads()
+    try:
+        engine = start_engine(plan.ckpts, plan.target.images, plan.cfg, in_process=in_process,
+                              gpus_per_source=gpus_per_source, threads=threads, snapshot_every=checkpoint_every or 100,
+                              placement_group=placement_group)
+    except BaseException:
+        torch.set_num_threads(threads_before)
+        raise
+    if not in_process:  # where the actors ran: their bundles, and whether the group was the caller's
+        plan.record = plan.record.replace(actors={"bundles": engine.resources.bundles(len(plan.sources)),
+                                                  "caller_placement_group": not engine.owns_placement_group})
+    where = "in-process" if in_process else f"Ray ({len(plan.sources)} generator actors + a coordinator)"
+    state, metrics = _loop(plan, engine, evaluate, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                           chunk=chunk, where=where, show_progress=show_progress, threads_before=threads_before)
+    return _write(plan, state, metrics, truth, t0)
+
+
+def _write(plan: _Plan, state: dict[str, torch.Tensor], metrics: dict[str, float], truth: list[float] | None,
+           t0: float) -> MineResult:
+    shares = [float(p) for p in selector_shares(state["selector.window"], len(plan.sources))]
+    write_final(plan.run, plan.sources, plan.ckpts, plan.cfg, state, shares, plan.history, metrics, truth, plan.target)
+    wall = time.time() - t0
+    plan.run.write_config(plan.record.replace(status="done", metrics=metrics, resumed_from=plan.start,
+                                              wall_s=round(wall, 1), shares=shares, true_shares=truth))
+    prune_step_checkpoints(plan.run)  # only once the run is marked done: until then they are the way back
+    return MineResult(plan.run.path, shares, metrics, plan.history, truth, plan.start, wall)

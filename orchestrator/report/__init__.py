@@ -1,0 +1,1 @@
+"""``report.html`` (:mod:`.html`) and every plot ganlode draws (:mod:`.plots`)."""

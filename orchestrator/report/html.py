@@ -1,0 +1,145 @@
+"""``report.html``: one self-contained page per run (images inlined, no server, no network).
+
+It reads only what a run directory holds (see :mod:`ganlode.orchestrator.artifacts.rundir`):
+- ``config.json``: the exact command and configuration;
+- ``metrics.parquet``: the results table (last evaluation per method) and FID/KMMD over steps;
+- ``samples/*.png``: a sample grid per method, beside ``samples/target.png`` (real images);
+- ``shares.parquet`` (mined runs): the selector's shares over time against ``true_shares``.
+Nothing else in the run directory is touched; the page is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from typing import Any
+
+from .. import storage
+from ..artifacts.rundir import METRICS_FILE, REPORT_FILE, SHARES_FILE, RunDir
+from ..errors import UserError
+from .plots import curves_png, shares_png
+
+LOWER_IS_BETTER = {"fid": True, "kmmd": True}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.sub{color:#666;margin-top:0}table{border-collapse:collapse;margin:.5rem 0}th,td{padding:.3rem .7rem;border-bottom:1px solid #eee;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f6f6f6}.best{font-weight:700;color:#0a6}
+.grids{display:flex;flex-wrap:wrap;gap:1rem}.grid{text-align:center}.grid img{image-rendering:pixelated;width:200px;border:1px solid #ccc}
+.grid .real{border:2px solid #0a6}.plots img{max-width:100%}pre{background:#f6f6f6;padding:.8rem;overflow-x:auto;font-size:.8rem}
+code{background:#f3f3f3;padding:.1rem .3rem}
+"""
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def load_inputs(run: RunDir) -> dict[str, Any]:
+    """Everything the report shows, read and validated before anything is written."""
+    config = run.read_config()
+    metrics_path = run.file(METRICS_FILE)
+    if not run.has_metrics():
+        raise UserError(f"{run.path} has no {METRICS_FILE}; evaluate the run first with `ganlode eval {run.path}`")
+    metrics = storage.read_table(metrics_path, fix=f"restore it or re-run `ganlode eval {run.path}`").to_pylist()
+    if not metrics:
+        raise UserError(f"{metrics_path} holds no rows; evaluate the run with `ganlode eval {run.path}`")
+    missing = {"method", "step", "metric", "value"} - set(metrics[0])
+    if missing:
+        raise UserError(f"{metrics_path} lacks columns {sorted(missing)}; it was not written by ganlode")
+    shares_path = run.file(SHARES_FILE)
+    shares = storage.read_table(shares_path, fix="restore it or re-run the mining").to_pylist() \
+        if storage.exists(shares_path) else []
+    samples = {name[:-4]: run.read_sample(name) for name in run.sample_names()}
+    return {"config": config, "metrics": metrics, "shares": shares, "samples": samples}
+
+
+def final_table(metrics: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Per method, the value of each metric at its last evaluated step (mean over seeds)."""
+    last: dict[tuple[str, str], int] = {}
+    for r in metrics:
+        key = (r["method"], r["metric"])
+        last[key] = max(last.get(key, -1), int(r["step"]))
+    acc: dict[str, dict[str, list[float]]] = {}
+    for r in metrics:
+        if int(r["step"]) == last[(r["method"], r["metric"])]:
+            acc.setdefault(r["method"], {}).setdefault(r["metric"], []).append(float(r["value"]))
+    table = {m: {k: sum(v) / len(v) for k, v in d.items()} for m, d in acc.items()}
+    cols = [c for c in ("fid", "kmmd", "mv") if any(c in d for d in table.values())]
+    cols += sorted({k for d in table.values() for k in d} - set(cols) - {"kmmd_bandwidth"})
+    return cols, table
+
+
+def _grid_label(name: str, config: dict[str, Any]) -> str:
+    """``source-2`` / ``mine-source-2`` -> the source's name; ``mixed`` -> the mixture."""
+    m = re.fullmatch(r"(mine-)?source-(\d+)", name)
+    sources = config.get("sources") or []
+    if m and int(m.group(2)) < len(sources):
+        return f"mined from {sources[int(m.group(2))]}"
+    if name.endswith("mixed"):
+        return "mined model (sources mixed by p)"
+    return name
+
+
+def render(inputs: dict[str, Any], title: str) -> str:
+    config, metrics, samples = inputs["config"], inputs["metrics"], inputs["samples"]
+    cols, table = final_table(metrics)
+    # "best" is per target: methods on different targets are not comparable
+    targets_of = {r["method"]: r.get("target") or "" for r in metrics}
+    best = {(c, t): min((m for m in table if targets_of[m] == t), key=lambda m: table[m].get(c, float("inf")))
+            for c in cols if LOWER_IS_BETTER.get(c) for t in set(targets_of.values())}
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f"<p class='sub'>target <code>{html.escape(str(config.get('target', '?')))}</code> · "
+             f"evaluation: {html.escape(str(config.get('features', 'classifier')))} features, held-out reference</p>"]
+    show_target = len(set(targets_of.values())) > 1
+    parts.append("<h2>Results</h2><table><tr><th>method</th>" + ("<th>target</th>" if show_target else "")
+                 + "".join(f"<th>{c.upper()}</th>" for c in cols) + "</tr>")
+    for m in sorted(table, key=lambda m: (targets_of.get(m, ""), table[m].get("fid", float("inf")))):
+        cells = "".join(
+            f"<td class='{'best' if best.get((c, targets_of[m])) == m else ''}'>{table[m][c]:.4g}</td>" if c in table[m] else "<td>–</td>"
+            for c in cols
+        )
+        tcell = f"<td style='text-align:left'><code>{html.escape(targets_of.get(m, ''))}</code></td>" if show_target else ""
+        parts.append(f"<tr><td>{html.escape(m)}</td>{tcell}{cells}</tr>")
+    parts.append("</table><p class='sub'>FID, KMMD: lower is better. MV: sample diversity relative to the "
+                 "reference (1 = as diverse as the target).</p>")
+    grids = {k: v for k, v in samples.items() if not k.endswith("shares")}  # plots are shown below
+    if grids:
+        parts.append("<h2>Samples</h2><div class='grids'>")
+        ordered = sorted(grids, key=lambda k: (not k.startswith("target"), k))
+        for name in ordered:
+            real = name.startswith("target")
+            cls = "real" if real else ""
+            label = ("real target images" + name[len("target"):].replace("-", ": ", 1)) if real else _grid_label(name, config)
+            parts.append(f"<div class='grid'><img class='{cls}' alt='{html.escape(name)}' src='{_data_uri(grids[name])}'>"
+                         f"<div>{html.escape(label)}</div></div>")
+        parts.append("</div>")
+    true = config.get("true_shares")
+    if isinstance(true, list):  # mine runs record them in source order
+        true = dict(zip(config.get("sources", []), true))
+    shares = shares_png(inputs["shares"], true)
+    if shares:
+        parts.append(f"<h2>Selector shares</h2><div class='plots'><img alt='shares' src='{_data_uri(shares)}'></div>")
+    curves = curves_png(metrics)
+    if curves:
+        parts.append(f"<h2>Quality over steps</h2><div class='plots'><img alt='curves' src='{_data_uri(curves)}'></div>")
+    parts.append("<h2>Command and configuration</h2>")
+    parts.append(f"<pre>{html.escape(str(config.get('command', '')))}</pre>")
+    parts.append(f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_report(path: str, title: str | None = None) -> str:
+    """Write RUN/report.html from the run's files; returns its path. Reads everything first."""
+    run = RunDir(path)
+    inputs = load_inputs(run)
+    page = render(inputs, title or f"ganlode report: {run.read_record().run_kind}")
+    out = run.file(REPORT_FILE)
+    storage.write_bytes_atomic(out, page.encode("utf-8"))
+    return out
