@@ -68,7 +68,7 @@ def run_job(job: Job) -> dict:
     """One transfer run (reused if already finished); returns its timings."""
     import torch
 
-    from ganlode.methods.transfer import TransferOptions
+    from ganlode.methods.base import TransferOptions
     from ganlode.orchestrator.artifacts.rundir import RunDir
     from ganlode.orchestrator.pipelines.transfer import run_transfer
 

@@ -10,11 +10,12 @@ from tqdm import tqdm
 class Progress:
     """A step counter with a tqdm bar on stderr; ``update(n, **stats)`` shows the latest stats."""
 
-    def __init__(self, total: int, desc: str, enabled: bool = True, every: int = 10):
+    def __init__(self, total: int, desc: str, enabled: bool = True, every: int = 10, initial: int = 0):
         self.enabled = enabled
         self.every = max(1, every)
-        self._count = 0
-        self._bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, mininterval=1.0) if enabled else None
+        self._count = initial
+        self._bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, mininterval=1.0,
+                         initial=initial) if enabled else None
 
     def update(self, n: int = 1, **stats: float) -> None:
         self._count += n

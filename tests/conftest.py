@@ -24,6 +24,27 @@ def torch_one_thread():
 
 
 @pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory) -> str:
+    """A tiny 28x28 DCGAN source checkpoint (random weights, real BatchNorm statistics)."""
+    import torch
+
+    from ganlode.methods import architectures
+    from ganlode.methods.nets import GANConfig, build_gan
+    from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+
+    arch = GANConfig(latent_dim=8, g_width=8, d_width=8)
+    torch.manual_seed(0)
+    g, d = build_gan(arch)
+    g.train()
+    g(torch.randn(64, arch.latent_dim))
+    path = str(tmp_path_factory.mktemp("source") / "ckpt")
+    save_checkpoint(path, {"model_kind": "gan", "arch": architectures.to_dict(arch),
+                           "train": {"loss": "ns-r1", "r1_gamma": 0.2}, "data": {"spec": "mnist5k:0-1@40"}},
+                    g.eval(), d.eval())
+    return path
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster shared by every test that needs it (2 CPUs, 2 logical GPUs)."""
     import ray

@@ -83,3 +83,22 @@ def test_unknown_zoo_model(capsys, tmp_path):
 def test_usage_errors_are_one_line(capsys):
     _one_line_error(capsys, ["pretrain", "--data", "mnist5k:1@5"], "--out")
     _one_line_error(capsys, ["no-such-command"], "invalid choice")
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["data", "nosuch"], ("invalid choice", "show, export")),
+    (["transfer", "--sed", "1"], ("No such option", "--seed")),
+    (["sample", "zoo:digits-0to4", "--out", "{out}", "--n", "many"], ("--n", "many")),
+    (["transfer", "--source", "S", "--target", "mnist5k:7@25", "--method", "freezd", "--out", "{out}"], ("--method", "freezd")),
+    (["transfer", "--source", "S", "--out", "{out}"], ("--target", "--method", "--resume")),
+    (["transfer", "--resume", "{out}", "--source", "S", "--steps", "3"], ("--resume", "drop --source, --steps")),
+    (["eval", "{out}", "--split", "train"], ("--split", "train")),
+    (["mine", "--source", "S", "--target", "mnist5k:7@25", "--out", "{out}"], ("two or more",)),
+    (["mine", "--source", "S", "--source", "T", "--target", "mnist5k:7@25", "--out", "{out}", "--batch", "0"], ("--batch",)),
+    (["tune", "--target", "mnist5k:7@25", "--out", "{out}"], ("--source", "--method")),
+    (["submit", "--address", "http://127.0.0.1:1"], ("after --",)),
+])
+def test_click_usage_errors_are_one_line_and_write_nothing(argv, needles, capsys, tmp_path):
+    out = tmp_path / "out"
+    _one_line_error(capsys, [a.replace("{out}", str(out)) for a in argv], *needles)
+    assert not out.exists()

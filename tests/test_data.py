@@ -95,8 +95,15 @@ def test_eval_reference_keeps_part_shares():
     assert small.counts() == {("mnist5k", "3"): 30, ("animals", "zebra"): 70}
     even = data.eval_reference("mnist5k:0-4", n=101)
     assert sorted(even.counts().values()) == [20, 20, 20, 20, 21]
-    with pytest.raises(UserError, match="ask for n <= 150"):
-        data.eval_reference("mnist5k:7", n=151)
+    with pytest.raises(UserError, match="test reference of 'mnist5k:7' has 75 images; ask for n <= 75"):
+        data.eval_reference("mnist5k:7", n=76)
+    # validation and test each hold half of the 150 held out, at the same shares
+    val = data.eval_reference("mnist5k:3@60+animals:zebra@140", split="val")
+    test = data.eval_reference("mnist5k:3@60+animals:zebra@140", split="test")
+    assert val.split == "val" and test.split == "test"
+    assert val.counts() == {("mnist5k", "3"): 64, ("animals", "zebra"): 150}
+    assert test.counts() == {("mnist5k", "3"): 64, ("animals", "zebra"): 150}
+    assert not (_bytes_set(val) & _bytes_set(test))
 
 
 # ---------------------------------------------------------------- Parquet and folders
@@ -209,8 +216,8 @@ def test_bad_specs_raise_user_errors(spec, words):
 def test_bad_seed_and_split():
     with pytest.raises(UserError, match="--seed"):
         data.load_target("mnist5k:7@5", seed=-1)
-    with pytest.raises(UserError, match="train or eval"):
-        data.load_target("mnist5k:7@5", split="test")
+    with pytest.raises(UserError, match="use one of train, val, test, eval"):
+        data.load_target("mnist5k:7@5", split="validation")
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlode.methods import transfer as T
+from ganlode.methods import catalog, options, registry
+from ganlode.methods.base import Adapter, OptionError, Source, TransferOptions
 from ganlode.methods.bn import adapt_batchnorm, batchnorm_layers
 from ganlode.methods.bsa import ScaleShiftGenerator, batchnorm_affine_parameters
 from ganlode.methods.finetune import distill_loss, l2sp_penalty
@@ -21,12 +22,12 @@ ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _source(seed: int = 0) -> T.Source:
+def _source(seed: int = 0) -> Source:
     torch.manual_seed(seed)
     g, d = build_gan(ARCH)
     g.train()
     g(torch.randn(64, ARCH.latent_dim))  # non-trivial BatchNorm statistics
-    return T.Source(g.eval(), d.eval(), {"loss": "wgan-gp"})
+    return Source(g.eval(), d.eval(), {"loss": "wgan-gp"})
 
 
 def _images(n: int = 12) -> torch.Tensor:
@@ -38,13 +39,13 @@ def _features(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 7).flatten(1)
 
 
-def _adapter(method: str, steps: int = 3, **given) -> T.Adapter:
+def _adapter(method: str, steps: int = 3, **given) -> Adapter:
     src = _source()
     base = {"batch": 6} if method != "adabn" else {}
-    if method in T.ADVERSARIAL:
+    if method in catalog.ADVERSARIAL:
         base["n_critic"] = 1
-    opts = T.resolve_options(method, T.TransferOptions(**{**base, **given}), src, steps)
-    return T.build(method, src, _images(), opts, seed=0, feature_fn=_features if method in T.LATENT else None)
+    opts = options.resolve(method, TransferOptions(**{**base, **given}), src, steps)
+    return registry.build(method, src, _images(), opts, seed=0, feature_fn=_features if method in catalog.LATENT else None)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -59,18 +60,18 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys=None) -> 
 
 
 def test_options_that_do_not_belong_to_a_method_are_rejected():
-    with pytest.raises(T.OptionError) as e:
-        T.check_options("adabn", T.TransferOptions(freeze_depth=1), critic_blocks=3, steps=10)
+    with pytest.raises(OptionError) as e:
+        options.check("adabn", TransferOptions(freeze_depth=1), critic_blocks=3, steps=10)
     assert e.value.option == "freeze_depth"
     # freezed, l2sp and distill default their own option (the benchmarked settings)
-    src = T.Source(*build_gan(GANConfig()), {})
-    assert T.resolve_options("freezed", T.TransferOptions(), src, 10).freeze_depth == 2
-    assert T.resolve_options("l2sp", T.TransferOptions(), src, 10).l2sp_weight == 0.01
-    assert T.resolve_options("distill", T.TransferOptions(), src, 10).distill_weight == 1.0
-    with pytest.raises(T.OptionError, match="critic has 3 blocks"):
-        T.check_options("freezed", T.TransferOptions(freeze_depth=4), critic_blocks=3, steps=10)
+    src = Source(*build_gan(GANConfig()), {})
+    assert options.resolve("freezed", TransferOptions(), src, 10).freeze_depth == 2
+    assert options.resolve("l2sp", TransferOptions(), src, 10).l2sp_weight == 0.01
+    assert options.resolve("distill", TransferOptions(), src, 10).distill_weight == 1.0
+    with pytest.raises(OptionError, match="critic has 3 blocks"):
+        options.check("freezed", TransferOptions(freeze_depth=4), critic_blocks=3, steps=10)
     # the fine-tuning options combine under finetune
-    T.check_options("finetune", T.TransferOptions(freeze_depth=2, l2sp_weight=0.1, distill_weight=1.0),
+    options.check("finetune", TransferOptions(freeze_depth=2, l2sp_weight=0.1, distill_weight=1.0),
                     critic_blocks=3, steps=10)
 
 
@@ -80,8 +81,8 @@ def test_options_that_do_not_belong_to_a_method_are_rejected():
 def test_finetune_starts_from_the_source_and_leaves_it_untouched():
     src = _source()
     before_g, before_d = _state(src.generator), _state(src.critic)
-    opts = T.resolve_options("finetune", T.TransferOptions(batch=6, n_critic=1), src, 2)
-    a = T.build("finetune", src, _images(), opts, seed=0)
+    opts = options.resolve("finetune", TransferOptions(batch=6, n_critic=1), src, 2)
+    a = registry.build("finetune", src, _images(), opts, seed=0)
     assert _same(_state(a.G), before_g) and _same(_state(a.D), before_d)
     a.step()
     a.step()
@@ -94,8 +95,8 @@ def test_scratch_ignores_the_source_weights():
     runs = []
     for source_seed in (0, 1):
         src = _source(source_seed)
-        opts = T.resolve_options("scratch", T.TransferOptions(batch=6, n_critic=1), src, 1)
-        a = T.build("scratch", src, _images(), opts, seed=5)
+        opts = options.resolve("scratch", TransferOptions(batch=6, n_critic=1), src, 1)
+        a = registry.build("scratch", src, _images(), opts, seed=5)
         assert not _same(_state(a.G), _state(src.generator))
         a.step()
         runs.append(_state(a.G))
@@ -266,7 +267,7 @@ def test_minegan_mining_keeps_g_bit_identical_then_joint_training_moves_it():
     assert ex.kind == "minegan" and any(k.startswith("miner.") for k in ex.extra)
 
 
-@pytest.mark.parametrize("method", T.METHODS)
+@pytest.mark.parametrize("method", catalog.METHODS)
 def test_every_method_samples_images_of_the_target_shape(method):
     given = {"freezed": {"freeze_depth": 1}, "l2sp": {"l2sp_weight": 0.1}, "distill": {"distill_weight": 0.1}}
     a = _adapter(method, steps=1, **given.get(method, {}))

@@ -185,3 +185,43 @@ def test_seed_streams_are_independent_and_reproducible():
     before = torch.random.get_rng_state()
     seeding.seeded_init(1, lambda: nn.Linear(3, 3))
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+# ---------------------------------------------------------------- the same architecture through `ganlode transfer`
+
+
+@pytest.fixture(scope="module")
+def tiny_arch_source(tmp_path_factory) -> str:
+    from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+
+    g, d = seeding.seeded_init(0, lambda: architectures.build(TinyConfig()))
+    path = str(tmp_path_factory.mktemp("tiny") / "ckpt")
+    save_checkpoint(path, {"model_kind": "gan", "arch": architectures.to_dict(TinyConfig()),
+                           "train": {"loss": "wgan-gp"}}, g, d)
+    return path
+
+
+@pytest.mark.parametrize("method", registry.METHODS)
+def test_the_cli_runs_every_applicable_method_on_an_architecture_it_does_not_know(method, tiny_arch_source, tmp_path,
+                                                                                   capsys, monkeypatch):
+    from ganlode.methods import latent
+    from ganlode.orchestrator.artifacts.loaders import load_model
+    from ganlode.orchestrator.cli.main import main
+
+    monkeypatch.setattr(latent, "MINING_CANDIDATES", 64)
+    run = tmp_path / "run"
+    extra = [] if method == "adabn" else ["--batch", "4"]
+    if registry.spec(method).adversarial:
+        extra += ["--n-critic", "1"]
+    code = main(["transfer", "--source", tiny_arch_source, "--target", "digits8:7@12", "--method", method,
+                 "--steps", "3", "--eval-every", "1", "--eval-n", "16", "--out", str(run), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    if method in TINY_REFUSES:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "BatchNorm" in err, err
+        assert not run.exists()
+        return
+    assert code == 0, err
+    model = load_model(str(run))
+    x = model.sampler(5, torch.Generator().manual_seed(0))
+    assert x.shape == (5, 1, 8, 8) and isinstance(model.module, nn.Module)
+    assert model.config["arch"]["name"] == "tiny-test"

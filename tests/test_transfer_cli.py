@@ -8,13 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlode.methods.nets import GANConfig, build_gan
-from ganlode.methods.transfer import METHODS
-from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+from ganlode.methods.catalog import METHODS
 from ganlode.orchestrator.cli.main import main
 from ganlode.orchestrator.evaluation import inception
 
-ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 TARGET = "mnist5k:7@12"
 FAST = ["--steps", "2", "--eval-every", "1", "--eval-n", "16", "--no-progress"]
 METHOD_ARGS = {
@@ -41,17 +38,9 @@ def _few_mining_candidates(monkeypatch):
     monkeypatch.setattr(latent, "MINING_CANDIDATES", 128)
 
 
-@pytest.fixture(scope="session")
-def source(tmp_path_factory) -> str:
-    """A tiny source GAN checkpoint (random weights, real BatchNorm statistics)."""
-    torch.manual_seed(0)
-    g, d = build_gan(ARCH)
-    g.train()
-    g(torch.randn(64, ARCH.latent_dim))
-    path = str(tmp_path_factory.mktemp("source") / "ckpt")
-    save_checkpoint(path, {"kind": "gan", "arch": ARCH.to_dict(), "train": {"loss": "ns-r1", "r1_gamma": 0.2},
-                           "data": {"spec": "mnist5k:0-1@40"}}, g.eval(), d.eval())
-    return path
+@pytest.fixture
+def source(tiny_source) -> str:
+    return tiny_source
 
 
 def _cli(argv: list[str]) -> int:
@@ -71,16 +60,18 @@ def test_every_method_runs_and_its_run_is_scored_by_eval(method, source, tmp_pat
     assert _cli(["transfer", "--source", source, "--target", TARGET, "--method", method,
                  "--out", str(run), *FAST, *METHOD_ARGS[method]]) == 0
     rows = _rows(run)
-    assert sorted({r["step"] for r in rows}) == [0, 1, 2]
+    assert sorted({r["step"] for r in rows if r["split"] == "val"}) == [0, 1, 2]  # model selection: validation
+    assert 2 in {r["step"] for r in rows if r["split"] == "test"}  # the final model, scored once on test
     assert {r["metric"] for r in rows} >= {"fid", "kmmd", "mv"}
     assert all(r["method"] == method and r["n"] == 16 and r["target"] == TARGET for r in rows)
-    final = {r["metric"]: r["value"] for r in rows if r["step"] == 2}
+    final = {r["metric"]: r["value"] for r in rows if r["step"] == 2 and r["split"] == "test"}
 
     # eval reads the checkpoint: same target (the run's own), same reference, same sample seed,
     # so it reproduces the final scores: the checkpoint samples the distribution that was scored.
     assert _cli(["eval", str(run), "--n", "16"]) == 0
     again = _rows(run)[len(rows):]
-    assert {r["metric"] for r in again} >= {"fid", "kmmd", "mv"} and all(r["step"] == 2 for r in again)
+    assert {r["metric"] for r in again} >= {"fid", "kmmd", "mv"}
+    assert all(r["step"] == 2 and r["split"] == "test" for r in again)
     for r in again:
         if r["metric"] in ("fid", "kmmd", "mv"):
             assert r["value"] == pytest.approx(final[r["metric"]], rel=1e-3, abs=1e-6), r["metric"]
@@ -161,11 +152,12 @@ def test_a_run_on_s3_is_written_scored_and_sampled(source, s3_bucket, tmp_path):
     assert _cli(["transfer", "--source", source, "--target", TARGET, "--method", "finetune", "--out", run,
                  "--steps", "1", "--eval-every", "0", "--eval-n", "16", "--no-progress", "--batch", "8",
                  "--n-critic", "1"]) == 0
-    assert _cli(["eval", run]) == 0  # the run's own target, its whole held-out split
+    assert _cli(["eval", run]) == 0  # the run's own target, its whole test split (75 of the 150 held out)
     from ganlode.orchestrator.artifacts.rundir import RunDir
 
     rows = RunDir(run).read_metrics().to_pylist()
-    assert sorted({(r["step"], r["n"]) for r in rows}) == [(0, 16), (1, 16), (1, 150)]
+    assert sorted({(r["step"], r["split"], r["n"]) for r in rows if r["step"] == 1}) == [
+        (1, "test", 16), (1, "test", 75), (1, "val", 16)]
     assert _cli(["sample", run, "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
 
 
@@ -186,4 +178,4 @@ def test_a_finished_run_is_never_overwritten_and_an_unfinished_one_starts_over(s
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "status": "running"}))
     assert _cli(argv) == 0
-    assert sorted(r["step"] for r in _rows(run) if r["metric"] == "fid") == [0, 1]
+    assert sorted(r["step"] for r in _rows(run) if r["metric"] == "fid" and r["split"] == "val") == [0, 1]

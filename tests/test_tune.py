@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from ganlode.methods import transfer as T
+from ganlode.methods import catalog, registry
+from ganlode.methods.base import TransferOptions
 from ganlode.methods.nets import GANConfig, build_gan
 from ganlode.orchestrator import data
 from ganlode.orchestrator.artifacts import checkpoint
@@ -80,10 +81,10 @@ def _trace(trace_dir) -> dict[str, list[int]]:
 # ---------------------------------------------------------------- search spaces (no Ray)
 
 
-@pytest.mark.parametrize("method", [*T.METHODS, "freezed+l2sp", "l2sp+distill", "freezed+l2sp+distill"])
+@pytest.mark.parametrize("method", [*catalog.METHODS, "freezed+l2sp", "l2sp+distill", "freezed+l2sp+distill"])
 def test_default_spaces_are_valid_for_their_method(method):
     space = S.load_space(method, None, critic_blocks=3, steps=100)
-    assert space.names and set(space.names) <= T.ACCEPTS[S.build_method(method)]
+    assert space.names and set(space.names) <= catalog.ACCEPTS[S.build_method(method)]
     if method == "freezed+l2sp":
         assert S.build_method(method) == "finetune" and space.names == ["freeze_depth", "l2sp_weight", "lr"]
         assert space.params[0].args == (0, 3)  # 0..critic blocks, both ends included
@@ -95,7 +96,7 @@ def test_space_file_overrides_the_default(tmp_path):
     space = S.load_space("finetune", str(f), critic_blocks=3, steps=10)
     assert space.names == ["freeze_depth", "l2sp_weight", "l2sp_on"] and dict(space.fixed) == {"batch": 16}
     opts = space.options({"freeze_depth": 2, "l2sp_weight": 0.5, "l2sp_on": "d"})
-    assert opts == T.TransferOptions(freeze_depth=2, l2sp_weight=0.5, l2sp_on="d", batch=16)
+    assert opts == TransferOptions(freeze_depth=2, l2sp_weight=0.5, l2sp_on="d", batch=16)
 
 
 @pytest.mark.parametrize("text, says", [
@@ -163,11 +164,11 @@ def test_checkpoint_restores_the_exact_training_state(source, tmp_path, method, 
 
     src, _ = load_source(source)
     images = data.load_target(TARGET).images
-    opts = T.resolve_options(method, T.TransferOptions(batch=8, **options), src, 5)
-    feats = perceptual_features() if method in T.LATENT else None
+    opts = options.resolve(method, TransferOptions(batch=8, **options), src, 5)
+    feats = perceptual_features() if method in catalog.LATENT else None
 
     def fresh():
-        return T.build(method, src, images, opts, seed=1, feature_fn=feats)
+        return registry.build(method, src, images, opts, seed=1, feature_fn=feats)
 
     straight = fresh()
     for _ in range(5):
@@ -222,6 +223,28 @@ def test_bad_input_exits_2_with_one_line(source, tmp_path, capsys):
 # ---------------------------------------------------------------- searches on the shared Ray cluster
 
 
+def test_an_interrupted_trial_resumes_to_the_same_weights_and_metrics(ray_cluster, source, tmp_path):
+    """One trial, run straight and run with a failure after its step-2 checkpoint (Tune retries it
+    from there, through Adapter.state_dict): the same reported metrics and bit-identical weights."""
+    from ganlode.orchestrator.search.run import run_search
+
+    outs = {}
+    for name, hooks in (("straight", {}), ("interrupted", {"trace_dir": str(tmp_path / "trace"), "fail_at_step": 3})):
+        out = str(tmp_path / name)
+        assert run_search(_spec(source, out, trials=1, concurrent=1), hooks=hooks, verbose=0).complete
+        outs[name] = out
+    assert _trace(str(tmp_path / "trace")) == {open(tmp_path / "trace" / "failed").read(): [0, 2]}  # it did resume
+    rows = {k: pq.read_table(os.path.join(v, "trials.parquet")).to_pylist()[0] for k, v in outs.items()}
+    for key in ("kmmd", "fid", "mv", "step", "lr", "l2sp_weight", "freeze_depth"):
+        assert rows["straight"][key] == rows["interrupted"][key], key
+    weights = [open(os.path.join(v, "best", "checkpoints", "final", "model.safetensors"), "rb").read()
+               for v in outs.values()]
+    assert weights[0] == weights[1]
+    metrics = [pq.read_table(os.path.join(v, "best", "metrics.parquet")).drop(["time"]).to_pylist() for v in outs.values()]
+    assert metrics[0] == metrics[1]
+
+
+
 def test_search_end_to_end_retries_failed_trials_from_their_checkpoint(ray_cluster, source, tmp_path, capsys):
     from ganlode.orchestrator.artifacts.loaders import load_model
     from ganlode.orchestrator.search.run import run_search
@@ -254,10 +277,16 @@ def test_search_end_to_end_retries_failed_trials_from_their_checkpoint(ray_clust
     # the export is a normal run: it loads, samples, and `ganlode eval` reproduces the reported score
     model = load_model(os.path.join(out, "best"))
     assert model.sampler(3, torch.Generator().manual_seed(0)).shape == (3, 1, 28, 28)
-    assert main(["eval", os.path.join(out, "best"), "--n", str(VAL_N), "--seed", "0"]) == 0
+    # on the validation split (what the search compared); the run's own figures are the test split's
+    assert main(["eval", os.path.join(out, "best"), "--n", str(VAL_N), "--seed", "0", "--split", "val"]) == 0
     printed = capsys.readouterr().out
     kmmd = float(next(line.split()[1] for line in printed.splitlines() if line.startswith("kmmd ")))
     assert kmmd == pytest.approx(best["value"], abs=1e-4)
+    assert main(["eval", os.path.join(out, "best"), "--n", str(VAL_N), "--seed", "0"]) == 0
+    printed = capsys.readouterr().out
+    kmmd = float(next(line.split()[1] for line in printed.splitlines() if line.startswith("kmmd ")))
+    recorded = json.load(open(os.path.join(out, "best", "config.json")))
+    assert recorded["metrics_split"] == "test" and kmmd == pytest.approx(recorded["metrics"]["kmmd"], abs=1e-4)
     assert main(["sample", os.path.join(out, "best"), "--out", str(tmp_path / "g.png"), "--n", "4"]) == 0
     assert (tmp_path / "g.png").stat().st_size > 0
     assert open(os.path.join(out, "metric_vs_params.png"), "rb").read(4) == b"\x89PNG"

@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 
 from .. import storage
 from ..errors import UserError
-from ...methods.nets import Critic, GANConfig, Generator, build_gan
+from ...methods import architectures
 from .records import ModelRecord
 from .rundir import CONFIG_FILE as CONFIG
 from .rundir import WEIGHTS_FILE as WEIGHTS
@@ -32,13 +32,14 @@ class Checkpoint:
 
     path: str
     config: dict[str, Any]
-    generator: Generator
-    critic: Critic | None
+    generator: torch.nn.Module
+    critic: torch.nn.Module | None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
-    def arch(self) -> GANConfig:
-        return GANConfig.from_dict(self.config["arch"])
+    def arch(self) -> Any:
+        """The architecture config (the registry's config object of the architecture named in ``arch``)."""
+        return architectures.from_dict(self.config["arch"])
 
     @property
     def record(self) -> ModelRecord:
@@ -58,8 +59,8 @@ def state_tensors(prefix: str, module: torch.nn.Module, dtype: torch.dtype | Non
 def save_checkpoint(
     path: str,
     record: ModelRecord | dict[str, Any],
-    generator: Generator | None = None,
-    critic: Critic | None = None,
+    generator: torch.nn.Module | None = None,
+    critic: torch.nn.Module | None = None,
     extra: dict[str, torch.Tensor] | None = None,
     dtype: torch.dtype | None = None,
     files: dict[str, bytes] | None = None,
@@ -68,8 +69,8 @@ def save_checkpoint(
 
     Args:
         path: local or s3:// directory.
-        record: the checkpoint's ModelRecord (a dict is read as one: it must contain ``arch``, a
-            GANConfig dict); every value must be JSON-able.
+        record: the checkpoint's ModelRecord (a dict is read as one: it must contain ``arch``, an
+            architecture config dict, ``methods.architectures.to_dict``); every value must be JSON-able.
         generator, critic: saved under ``generator.`` / ``critic.``.
         extra: further named tensors (miners, latent codes, ...).
         dtype: store floating tensors in this dtype (e.g. torch.float16 for the zoo).
@@ -136,10 +137,10 @@ def load_checkpoint(path: str, with_critic: bool = True) -> Checkpoint:
     resolved = resolve(path)
     config, tensors = read_tensors(resolved)
     try:
-        arch = GANConfig.from_dict(config["arch"])
+        generator, critic = architectures.build(architectures.from_dict(config["arch"]))
     except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{resolved}/{CONFIG} has an invalid 'arch' ({e}); re-create the checkpoint") from None
-    generator, critic = build_gan(arch)
+        raise UserError(f"{resolved}/{CONFIG} has an invalid 'arch' ({str(e).splitlines()[0]}); re-create the "
+                        "checkpoint") from None
     load_into(generator, "generator.", tensors, resolved)
     has_critic = any(k.startswith("critic.") for k in tensors)
     if with_critic and has_critic:

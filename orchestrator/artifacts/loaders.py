@@ -14,9 +14,10 @@ import torch
 
 from .. import storage
 from ..errors import UserError
+from ...methods import architectures
+from ...methods.latent import LatentGaussianGenerator
 from ...methods.miner import MinedGenerator, Miner, MinerConfig
 from ...methods.multisource import MinedMixture, MultiSourceConfig, selector_shares, source_prefix
-from ...methods.nets import GANConfig, Generator
 from . import checkpoint
 from .records import ModelRecord, RunRecord, record_type
 from .rundir import CONFIG_FILE, RunDir
@@ -26,11 +27,15 @@ from .zoo import resolve
 
 @dataclass
 class LoadedModel:
+    """A stored model ready to sample: ``module`` is the generator as an ``nn.Module`` (eval mode),
+    ``sampler`` draws n images with a torch.Generator (the protocol's interface)."""
+
     path: str
     config: dict[str, Any]
     sampler: Sampler
     resolution: int
     channels: int
+    module: torch.nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,20 @@ def load_model(path: str) -> LoadedModel:
 
 
 def _load_gan(path: str) -> LoadedModel:
+    """A plain generator; with ``latent_affine`` (an architecture that cannot fold the fitted code
+    Gaussian of GLO/BSA/AdaBN into its first layer) it samples G(latent_mean + latent_chol @ eps)."""
     ckpt = checkpoint.load_checkpoint(path, with_critic=False)
-    return LoadedModel(path, ckpt.config, generator_sampler(ckpt.generator), ckpt.arch.resolution, ckpt.arch.channels)
+    module: torch.nn.Module = ckpt.generator
+    if ckpt.config.get("latent_affine"):
+        try:
+            module = LatentGaussianGenerator(ckpt.generator, ckpt.extra["latent_mean"].float(),
+                                             ckpt.extra["latent_chol"].float())
+        except KeyError as e:
+            raise UserError(f"{path}: latent_affine is set but {e.args[0]} is missing from the weights; "
+                            "re-create the checkpoint") from None
+    module.eval()
+    return LoadedModel(path, ckpt.config, generator_sampler(module), ckpt.generator.resolution,
+                       ckpt.generator.channels, module)
 
 
 def _load_minegan(path: str) -> LoadedModel:
@@ -97,16 +114,18 @@ def _load_minegan(path: str) -> LoadedModel:
         raise UserError(f"{path}: the miner in this minegan checkpoint is missing or does not match its config "
                         f"({str(e).splitlines()[0][:80]}); re-create it with `ganlode transfer --method minegan`") from None
     miner.eval()
-    sampler = generator_sampler(MinedGenerator(ckpt.generator, miner))
-    return LoadedModel(path, ckpt.config, sampler, ckpt.arch.resolution, ckpt.arch.channels)
+    module = MinedGenerator(ckpt.generator, miner).eval()
+    return LoadedModel(path, ckpt.config, generator_sampler(module), ckpt.generator.resolution,
+                       ckpt.generator.channels, module)
 
 
-def mixture_from_state(arches: Sequence[GANConfig], cfg: MultiSourceConfig,
+def mixture_from_state(arches: Sequence[Any], cfg: MultiSourceConfig,
                        tensors: dict[str, torch.Tensor]) -> MinedMixture:
     """The mined model (every G_i(M_i(.)) and p) from a run state or a mined artifact's tensors."""
     sources = []
     for i, arch in enumerate(arches):
-        g, m = Generator(arch), Miner(cfg.miner_config(arch.latent_dim))
+        g, _ = architectures.build(arch)
+        m = Miner(cfg.miner_config(g.latent_dim))
         checkpoint.load_into(g, f"{source_prefix(i)}generator.", tensors, "run state")
         checkpoint.load_into(m, f"{source_prefix(i)}miner.", tensors, "run state")
         sources.append(MinedGenerator(g, m))
@@ -118,14 +137,14 @@ def _load_mined(path: str) -> LoadedModel:
     """Multi-source MineGAN: a sampler that picks source i ~ p, then x = G_i(M_i(u))."""
     config, tensors = checkpoint.read_tensors(path)
     try:
-        arches = [GANConfig.from_dict(s["arch"]) for s in config["sources"]]
+        arches = [architectures.from_dict(s["arch"]) for s in config["sources"]]
         cfg = MultiSourceConfig.from_dict(config["mining"])
         if "shares" not in tensors:
             raise KeyError("shares")
         mixture = mixture_from_state(arches, cfg, tensors)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path} is not a complete mined model ({e.__class__.__name__}: {e}); re-run `ganlode mine`") from None
-    return LoadedModel(path, config, mixture.sample, arches[0].resolution, arches[0].channels)
+    return LoadedModel(path, config, mixture.sample, arches[0].resolution, arches[0].channels, mixture)
 
 
 # model_kind -> loader(checkpoint_dir) -> LoadedModel

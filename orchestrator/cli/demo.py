@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
+import click
 
-from ..pipelines.demo import BUDGETS, run_demo, summary_table
+from . import options
+from .base import Command
 
 EPILOG = """\
 examples:
@@ -13,31 +13,29 @@ examples:
   ganlode demo --quick             smaller budgets, about 2.5 minutes
   ganlode demo --out s3://bucket/demo
 """
+BUDGET_FLAGS = ("mining_steps", "finetune_steps", "transfer_steps", "eval_every")  # fields of pipelines.demo.Budget
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="the main job: multi-source mining + baselines, with a report", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Mine the four zoo sources for a digit-3/zebra target with known shares on a local "
-                                   "Ray cluster, run single-source baselines on a held-out digit, evaluate all of it "
-                                   "and write report.html.")
-    p.add_argument("--out", default="ganlode-demo", help="run directory (local or s3://; default ./ganlode-demo)")
-    p.add_argument("--quick", action="store_true", help="smaller budgets: about 2.5 minutes on 2 CPU cores")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mining-steps", type=int, default=None, help="override the budget's mining steps")
-    p.add_argument("--finetune-steps", type=int, default=None)
-    p.add_argument("--transfer-steps", type=int, default=None, help="override the baselines' steps")
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    return p
+@click.command("demo", cls=Command, epilog=EPILOG,
+               short_help="the main job: multi-source mining + baselines, with a report",
+               help="Mine the four zoo sources for a digit-3/zebra target with known shares on a local Ray cluster, "
+                    "run single-source baselines on a held-out digit, evaluate all of it and write report.html.")
+@options.out("run directory (local or s3://; default ./ganlode-demo)", default="ganlode-demo", metavar="DIR")
+@click.option("--quick", is_flag=True, help="smaller budgets: about 2.5 minutes on 2 CPU cores")
+@options.seed()
+@click.option("--mining-steps", type=int, default=None, help="override the budget's mining steps")
+@click.option("--finetune-steps", type=int, default=None, help="override the budget's fine-tuning steps")
+@click.option("--transfer-steps", type=int, default=None, help="override the baselines' steps")
+@options.eval_every("override the budget's evaluation interval")
+@options.no_progress()
+def command(out: str, quick: bool, seed: int, no_progress: bool, **overrides: int | None) -> int:
+    import dataclasses
 
+    from ..pipelines.demo import BUDGETS, run_demo, summary_table
 
-def run(args: argparse.Namespace) -> int:
-    budget = BUDGETS["quick" if args.quick else "default"]
-    overrides = {k: getattr(args, k) for k in ("mining_steps", "finetune_steps", "transfer_steps", "eval_every")
-                 if getattr(args, k) is not None}
-    budget = dataclasses.replace(budget, **overrides)
-    result = run_demo(args.out, budget, seed=args.seed, show_progress=not args.no_progress)
+    budget = dataclasses.replace(BUDGETS["quick" if quick else "default"],
+                                 **{k: v for k, v in overrides.items() if v is not None})
+    result = run_demo(out, budget, seed=seed, show_progress=not no_progress)
     print(summary_table(result["rows"]))
     if result["true_shares"]:
         print("true shares: " + " ".join(f"{k}={v:.2f}" for k, v in result["true_shares"].items()))

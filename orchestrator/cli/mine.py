@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import Any
 
-from ..errors import UserError
-from ..evaluation.features import FEATURES
+import click
+
+from . import options
+from .base import Command
 
 EPILOG = """\
 how it works:
@@ -19,75 +21,71 @@ how it works:
 examples:
   ganlode mine --source zoo:digits-0to4 --source zoo:animals-5to9 \\
       --target mnist5k:3@30+animals:zebra@70 --mining-steps 1000 --finetune-steps 500 --out runs/mix
-  ganlode mine ... --out runs/mix --resume          # continue a killed run from its last checkpoint
-  ganlode mine ... --in-process --threads 2         # the in-process reference (no Ray)
-  ganlode sample runs/mix --out mix.png             # draw from the mined model
+  ganlode mine --source zoo:digits-0to4 --source zoo:animals-5to9 \\
+      --target mnist5k:3@30+animals:zebra@70 --out runs/mix --resume   continue a killed run
+  ganlode mine --source zoo:digits-0to4 --source zoo:animals-5to9 \\
+      --target mnist5k:3@30+animals:zebra@70 --out runs/ref --in-process --threads 2   no Ray
+  ganlode sample runs/mix --out mix.png             draw from the mined model
 """
+# Flags that are MultiSourceConfig fields, passed to pipelines.mine.mine_config by name.
+CONFIG_FLAGS = ("mining_steps", "finetune_steps", "batch", "lr_miner", "lr_g", "lr_d", "window", "seed")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "mine", help="multi-source MineGAN: mine several source GANs for one target (Ray)", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Mine two or more source GANs for a target set with one miner per source and a shared "
-                    "critic, learn each source's share, fine-tune, and write one mined model.",
-    )
-    p.add_argument("--source", action="append", required=True, metavar="CKPT",
-                   help="a source checkpoint, run directory or zoo:NAME; repeat it (two or more); the shared "
-                        "critic starts from the first one's critic")
-    p.add_argument("--target", required=True, metavar="SPEC", help="target spec, e.g. mnist5k:3@30+animals:zebra@70")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory (local or s3://)")
-    p.add_argument("--mining-steps", type=int, default=1000, metavar="M", help="steps training the miners only (default 1000)")
-    p.add_argument("--finetune-steps", type=int, default=500, metavar="F",
-                   help="steps then training G_i and M_i jointly (default 500)")
-    p.add_argument("--batch", type=int, default=64, help="rows per step, shared by every source (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="fixes the target draw, the miners and every random draw")
-    p.add_argument("--loss", choices=["wgan-gp", "ns-r1"], default=None, help="adversarial loss (default: the first source's)")
-    p.add_argument("--lr-miner", type=float, default=1e-3, help="miner learning rate (default 1e-3)")
-    p.add_argument("--lr-g", type=float, default=1e-4, help="generator learning rate while fine-tuning (default 1e-4)")
-    p.add_argument("--lr-d", type=float, default=1e-4, help="critic learning rate (default 1e-4)")
-    p.add_argument("--window", type=int, default=1000, help="batches the selector's shares average over (default 1000)")
-    p.add_argument("--gpus-per-source", type=float, default=None, metavar="G",
-                   help="GPUs per generator actor (default: 1 when the cluster has a GPU per source; 0: CPUs)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per actor (in-process: for this process)")
-    p.add_argument("--checkpoint-every", type=int, default=100, metavar="K",
-                   help="write RUN/checkpoints/step-N every K steps for --resume (default 100; 0: never)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--in-process", action="store_true", help="run the in-process reference instead of Ray actors")
-    p.add_argument("--eval-every", type=int, default=0, metavar="K", help="also score every K steps (default: start and end)")
-    p.add_argument("--features", choices=FEATURES, default="classifier", help="evaluation features")
-    p.add_argument("--eval-n", type=int, default=None, metavar="N", help="cap on the held-out reference size")
-    p.add_argument("--no-progress", action="store_true")
-    return p
+def _check(ctx: click.Context) -> None:
+    n = len(ctx.params["sources"])
+    if n < 2:
+        raise click.UsageError(f"multi-source mining needs two or more --source (got {n}); "
+                               "for one source use `ganlode transfer --method minegan`", ctx)
 
 
-def run(args: argparse.Namespace) -> int:
+@click.command("mine", cls=Command, check=_check, epilog=EPILOG,
+               short_help="multi-source MineGAN: mine several source GANs for one target (Ray)",
+               help="Mine two or more source GANs for a target set with one miner per source and a shared critic, "
+                    "learn each source's share, fine-tune, and write one mined model.")
+@click.option("--source", "sources", multiple=True, required=True, metavar="CKPT",
+              help="a source checkpoint, run directory or zoo:NAME; repeat it (two or more); the shared "
+                   "critic starts from the first one's critic")
+@click.option("--target", required=True, metavar="SPEC", help="target spec, e.g. mnist5k:3@30+animals:zebra@70")
+@options.out("run directory (local or s3://)", required=True, metavar="RUN")
+@click.option("--mining-steps", type=click.IntRange(min=0), default=1000, metavar="M",
+              help="steps training the miners only (default 1000)")
+@click.option("--finetune-steps", type=click.IntRange(min=0), default=500, metavar="F",
+              help="steps then training G_i and M_i jointly (default 500)")
+@click.option("--batch", type=click.IntRange(min=1), default=64, metavar="N", help="rows per step, shared by every source (default 64)")
+@options.seed("fixes the target draw, the miners and every random draw (default 0)")
+@options.loss("adversarial loss (default: the first source's)")
+@click.option("--lr-miner", type=float, default=1e-3, help="miner learning rate (default 1e-3)")
+@click.option("--lr-g", type=float, default=1e-4, help="generator learning rate while fine-tuning (default 1e-4)")
+@click.option("--lr-d", type=float, default=1e-4, help="critic learning rate (default 1e-4)")
+@click.option("--window", type=click.IntRange(min=1), default=1000, metavar="N",
+              help="batches the selector's shares average over (default 1000)")
+@click.option("--gpus-per-source", type=click.FloatRange(min=0), default=None, metavar="G",
+              help="GPUs per generator actor (default: 1 when the cluster has a GPU per source; 0: CPUs)")
+@click.option("--threads", type=int, default=None, help="torch threads per actor (in-process: for this process)")
+@click.option("--checkpoint-every", type=int, default=100, metavar="K",
+              help="write RUN/checkpoints/step-N every K steps for --resume (default 100; 0: never)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--in-process", is_flag=True, help="run the in-process reference instead of Ray actors")
+@options.eval_every("also score every K steps (default 0: at start and end)", default=0)
+@options.features()
+@options.eval_n()
+@options.no_progress()
+def command(sources: tuple[str, ...], target: str, out: str, loss: str | None, gpus_per_source: float | None,
+            threads: int | None, checkpoint_every: int, resume: bool, in_process: bool, eval_every: int,
+            features: str, eval_n: int | None, no_progress: bool, **config: Any) -> int:
     from ..artifacts.checkpoint import load_checkpoint
     from ..pipelines.mine import mine_config, run_mine
     from ..pipelines.sources import trained_loss
 
-    if len(args.source) < 2:
-        raise UserError(f"multi-source mining needs two or more --source (got {len(args.source)}); "
-                        "for one source use `ganlode transfer --method minegan`")
-    for name, value in (("--mining-steps", args.mining_steps), ("--finetune-steps", args.finetune_steps)):
-        if value < 0:
-            raise UserError(f"{name} must be 0 or more, got {value}")
-    if args.mining_steps + args.finetune_steps < 1:
-        raise UserError("--mining-steps plus --finetune-steps must be at least 1")
-    if args.batch < 1 or args.window < 1:
-        raise UserError("--batch and --window must be at least 1")
-    if args.gpus_per_source is not None and args.gpus_per_source < 0:
-        raise UserError("--gpus-per-source must be 0 or more")
-    loss = args.loss or trained_loss(load_checkpoint(args.source[0], with_critic=False))
-    cfg = mine_config(loss, mining_steps=args.mining_steps, finetune_steps=args.finetune_steps, batch=args.batch,
-                      lr_miner=args.lr_miner, lr_g=args.lr_g, lr_d=args.lr_d, window=args.window, seed=args.seed)
+    loss = loss or trained_loss(load_checkpoint(sources[0], with_critic=False))
+    cfg = mine_config(loss, **{name: config[name] for name in CONFIG_FLAGS})
     result = run_mine(
-        args.source, args.target, args.out, cfg, gpus_per_source=args.gpus_per_source,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, in_process=args.in_process, threads=args.threads,
-        eval_every=args.eval_every, feature_kind=args.features, eval_n=args.eval_n, show_progress=not args.no_progress,
+        list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
+        resume=resume, in_process=in_process, threads=threads, eval_every=eval_every, feature_kind=features,
+        eval_n=eval_n, show_progress=not no_progress,
     )
     m = result.metrics
-    shares = ", ".join(f"{s} {p:.3f}" for s, p in zip(args.source, result.shares))
+    shares = ", ".join(f"{s} {p:.3f}" for s, p in zip(sources, result.shares))
     line = f"wrote {result.run} ({result.wall_s:.0f} s): shares {shares}"
     if "fid" in m:
         line += f"; FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f}"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import Any
 
-from ...methods.train import TrainConfig
+import click
+
+from ...methods import catalog
+from ..errors import UserError
+from . import options
+from .base import Command
 
 EPILOG = """\
 examples:
@@ -13,46 +18,43 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "pretrain", help="train a GAN from scratch (a source model)", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a GAN from scratch on a target spec and write a checkpoint directory.",
-    )
-    p.add_argument("--data", required=True, help="target spec, e.g. mnist5k:0-4 (see `ganlode data --help`)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write (local or s3://)")
-    p.add_argument("--steps", type=int, default=2000, help="generator steps (default 2000)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4, help="learning rate of G and D")
-    p.add_argument("--loss", choices=["wgan-gp", "ns-r1"], default="ns-r1")
-    p.add_argument("--n-critic", type=int, default=None, help="critic steps per G step (default: 1 for ns-r1, 5 for wgan-gp)")
-    p.add_argument("--r1-gamma", type=float, default=0.2)
-    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved generator's weights (0: off)")
-    p.add_argument("--latent-dim", type=int, default=32)
-    p.add_argument("--g-width", type=int, default=32)
-    p.add_argument("--d-width", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data-parallel Ray Train workers (0: train in this process)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's choice)")
-    p.add_argument("--fp16", action="store_true", help="store weights in float16 (halves the file; for shipping)")
-    p.add_argument("--no-progress", action="store_true")
-    return p
+def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fields: Any):
+    """The TrainConfig of these flags: the loss's own critic steps and betas unless given
+    (``catalog.LOSS_DEFAULTS``); ``fields`` are TrainConfig fields by name (batch, r1_gamma, seed)."""
+    from ...methods.train import TrainConfig
+
+    by_loss = catalog.LOSS_DEFAULTS[loss]
+    try:
+        return TrainConfig(loss=loss, lr_g=lr, lr_d=lr, beta1=by_loss["beta1"], beta2=by_loss["beta2"],
+                           n_critic=by_loss["n_critic"] if n_critic is None else n_critic, ema_decay=ema, **fields)
+    except ValueError as e:
+        raise UserError(f"invalid training settings: {e}") from None
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    n_critic = args.n_critic or (5 if args.loss == "wgan-gp" else 1)
-    return TrainConfig(
-        loss=args.loss, batch=args.batch, lr_g=args.lr, lr_d=args.lr, beta1=0.5,
-        beta2=0.9 if args.loss == "wgan-gp" else 0.99, n_critic=n_critic, r1_gamma=args.r1_gamma, ema_decay=args.ema, seed=args.seed,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
+@click.command("pretrain", cls=Command, epilog=EPILOG, short_help="train a GAN from scratch (a source model)",
+               help="Train a GAN from scratch on a target spec and write a checkpoint directory.")
+@click.option("--data", required=True, metavar="SPEC", help="target spec, e.g. mnist5k:0-4 (see `ganlode data --help`)")
+@options.out("checkpoint directory to write (local or s3://)", required=True, metavar="DIR")
+@click.option("--steps", type=int, default=2000, help="generator steps (default 2000)")
+@click.option("--batch", type=int, default=catalog.DEFAULT_BATCH, help=f"images per step (default {catalog.DEFAULT_BATCH})")
+@click.option("--lr", type=float, default=2e-4, help="learning rate of G and D (default 2e-4)")
+@options.loss("adversarial loss (default ns-r1)", default="ns-r1")
+@click.option("--n-critic", type=int, default=None, help=catalog.OPTION_HELP["n_critic"])
+@click.option("--r1-gamma", type=float, default=0.2, help="R1 penalty weight for ns-r1 (default 0.2)")
+@click.option("--ema", type=float, default=0.999, help="EMA decay of the saved generator's weights (default 0.999; 0: off)")
+@click.option("--latent-dim", type=int, default=32, help="latent size (default 32)")
+@click.option("--g-width", type=int, default=32, help="generator width (default 32)")
+@click.option("--d-width", type=int, default=32, help="critic width (default 32)")
+@options.seed()
+@click.option("--workers", type=int, default=0, help="data-parallel Ray Train workers (default 0: train in this process)")
+@click.option("--threads", type=int, default=None, help="torch threads per process (default: torch's choice)")
+@click.option("--fp16", is_flag=True, help="store weights in float16 (halves the file; for shipping)")
+@options.no_progress()
+def command(data: str, out: str, steps: int, latent_dim: int, g_width: int, d_width: int, workers: int,
+            threads: int | None, fp16: bool, no_progress: bool, **train: Any) -> int:
     from ..pipelines.pretrain import run_pretrain
 
-    result = run_pretrain(args.data, args.out, train_config(args), args.steps, latent_dim=args.latent_dim,
-                          g_width=args.g_width, d_width=args.d_width, workers=args.workers, threads=args.threads,
-                          fp16=args.fp16, show_progress=not args.no_progress)
-    print(f"wrote {args.out} ({result.wall_s:.0f} s; FID vs held-out {args.data}: "
-          f"{result.metrics.get('fid', float('nan')):.2f})")
+    result = run_pretrain(data, out, train_config(**train), steps, latent_dim=latent_dim, g_width=g_width,
+                          d_width=d_width, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress)
+    print(f"wrote {out} ({result.wall_s:.0f} s; FID vs held-out {data}: {result.metrics.get('fid', float('nan')):.2f})")
     return 0

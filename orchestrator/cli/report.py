@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
+import click
 
-from ..report.html import build_report
+from .base import Command
 
 EPILOG = """\
 examples:
   ganlode report runs/demo
-  ganlode report s3://bucket/runs/seven
+  ganlode report s3://bucket/runs/seven --title "Digit seven"
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("report", help="rebuild a run's self-contained report.html", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Rebuild RUN/report.html (transfer, mine, tune or demo runs). Only report.html is written.")
-    p.add_argument("run", metavar="RUN", help="run directory (local or s3://)")
-    p.add_argument("--title", default=None)
-    return p
+@click.command("report", cls=Command, epilog=EPILOG, short_help="rebuild a run's self-contained report.html",
+               help="Rebuild RUN/report.html for a transfer, mine, tune or demo run directory (local or s3://). "
+                    "Only report.html is written.")
+@click.argument("run", metavar="RUN")
+@click.option("--title", default=None, help="the report's title (default: from the run)")
+def command(run: str, title: str | None) -> int:
+    from ..report.html import build_report
 
-
-def run(args: argparse.Namespace) -> int:
-    print(f"wrote {build_report(args.run, args.title)}")
+    print(f"wrote {build_report(run, title)}")
     return 0

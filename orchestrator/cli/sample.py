@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
+import click
 
-import torch
-
-from .. import storage
-from ..artifacts.loaders import load_model
-from ..data.images import grid_png
-from ..errors import UserError
+from . import options
+from .base import Command
 
 EPILOG = """\
 examples:
@@ -18,22 +14,24 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sample", help="draw a sample grid from a checkpoint, run or zoo:NAME", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Draw samples from a checkpoint directory, a run directory or zoo:NAME.")
-    p.add_argument("model", metavar="CKPT", help="checkpoint or run directory (local or s3://), or zoo:NAME")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--out", required=True, help="PNG file to write (local or s3://)")
-    p.add_argument("--seed", type=int, default=0)
-    return p
+@click.command("sample", cls=Command, epilog=EPILOG, short_help="draw a sample grid from a checkpoint, run or zoo:NAME",
+               help="Draw samples from CKPT: a checkpoint directory, a run directory (local or s3://) or zoo:NAME.")
+@click.argument("model", metavar="CKPT")
+@click.option("--n", type=int, default=64, help="number of samples (default 64)")
+@options.out("PNG file to write (local or s3://)", required=True, metavar="PNG")
+@options.seed("seed of the samples (default 0)")
+def command(model: str, n: int, out: str, seed: int) -> int:
+    import torch
 
+    from .. import storage
+    from ..artifacts.loaders import load_model
+    from ..data.images import grid_png
+    from ..errors import UserError
 
-def run(args: argparse.Namespace) -> int:
-    if args.n < 1:
+    if n < 1:
         raise UserError("--n must be at least 1")
-    model = load_model(args.model)
-    images = model.sampler(args.n, torch.Generator().manual_seed(args.seed))
-    storage.write_bytes_atomic(args.out, grid_png(images))
-    print(f"wrote {args.n} samples of {model.path} to {args.out}")
+    loaded = load_model(model)
+    images = loaded.sampler(n, torch.Generator().manual_seed(seed))
+    storage.write_bytes_atomic(out, grid_png(images))
+    print(f"wrote {n} samples of {loaded.path} to {out}")
     return 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Any
+
+import click
 
 from ..errors import UserError
+from . import options
+from .base import Command
 
 EPILOG = """\
 default search spaces (override with --space FILE, YAML or JSON; a file replaces the whole space):
@@ -21,7 +25,7 @@ default search spaces (override with --space FILE, YAML or JSON; a file replaces
                  l2sp_on: {choice: [g, d, both]}      batch: 32   (a plain value is fixed)
 
 every trial: same source, target draw and seed; scored (FID, KMMD, MV) every --eval-every steps
-on the target's held-out split (never trained on); ASHA stops trials that trail; Optuna (seeded
+on the target's validation split (never trained on); ASHA stops trials that trail; Optuna (seeded
 by --seed) proposes the next settings. Results in --out: trials.parquet, best.json, best/ (a run:
 `ganlode sample OUT/best`, `ganlode eval OUT/best`), metric_vs_params.png.
 
@@ -31,84 +35,76 @@ examples:
   ganlode tune --resume runs/tune7                 continue an interrupted search
   ganlode tune --source zoo:digits-0to4 --target mnist5k:7@100 --method l2sp --space space.yaml \\
       --trials 12 --steps 300 --metric fid --out s3://bucket/tune/l2sp
+  ganlode tune --source zoo:digits-0to4 --source zoo:digits-5to9 --target mnist5k:7@100 --method mine \\
+      --trials 8 --out runs/tune-mine
 """
 
-SEARCH_FLAGS = ("source", "target", "method", "space", "trials", "steps")
+SEARCH_FLAGS = ("sources", "target", "method", "space_file", "trials", "steps")  # what --resume takes from the search
+NEEDED = ("sources", "target", "method", "out")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "tune", help="search transfer-method settings (Ray Tune, Optuna, ASHA)", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Search the settings of a transfer method with Ray Tune: Optuna proposes, ASHA stops "
-                    "early, every trial checkpoints, and the best trial is exported as a run.",
-    )
-    p.add_argument("--source", action="append", metavar="CKPT",
-                   help="source checkpoint, run directory or zoo:NAME (repeat for --method mine)")
-    p.add_argument("--target", metavar="SPEC", help="target spec, e.g. mnist5k:7@100")
-    p.add_argument("--method", metavar="M", help="a transfer method, a + combination such as freezed+l2sp, or mine")
-    p.add_argument("--space", metavar="FILE", help="search space (YAML or JSON) replacing the method's default")
-    p.add_argument("--trials", type=int, metavar="N", help="number of trials (default 12)")
-    p.add_argument("--concurrent", type=int, default=2, metavar="C", help="trials at once, capped by the cluster's free CPUs (default 2)")
-    p.add_argument("--steps", type=int, metavar="S", help="training steps per trial (default 300)")
-    p.add_argument("--eval-every", type=int, default=None, metavar="K",
-                   help="score and checkpoint every K steps (default steps/6)")
-    p.add_argument("--metric", default="kmmd", metavar="NAME", help="metric to optimise: kmmd (default), fid or mv")
-    p.add_argument("--mode", default="min", choices=["min", "max"], help="minimise (default) or maximise it")
-    p.add_argument("--seed", type=int, default=0, help="seeds Optuna, the target draw and every trial's training")
-    p.add_argument("--val-n", type=int, default=None, metavar="N", help="cap on the validation (held-out) images")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="CPUS", help="CPUs (and torch threads) per trial (default 1)")
-    p.add_argument("--max-failures", type=int, default=2, metavar="K", help="retries of a failed trial from its checkpoint (default 2)")
-    p.add_argument("--grace-period", type=int, default=None, metavar="STEPS",
-                   help="steps before ASHA may stop a trial (default steps/4)")
-    p.add_argument("--out", metavar="DIR", help="search directory to create (local or s3://)")
-    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR (takes no search-defining flags)")
-    p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
-    return p
-
-
-def _spec(args: argparse.Namespace):
+def _spec(space_file: str | None, eval_every: int | None, **fields: Any):
+    """The SearchSpec of the flags: ``fields`` are its fields by name; the space is read from
+    ``space_file`` or is the method's default."""
     from ..search import space as S
     from ..search.spec import SearchSpec, with_default_space
 
-    missing = [f"--{n}" for n in ("source", "target", "method", "out") if not getattr(args, n)]
+    if not S.is_method(fields["method"]):
+        raise UserError(f"unknown --method {fields['method']!r}: use one of {S.method_names()}")
+    doc = S.read_space_file(space_file) if space_file else None  # None: filled once the critic depth is known
+    spec = SearchSpec(space=doc or {}, eval_every=max(1, fields["steps"] // 6) if eval_every is None else eval_every,
+                      **fields)
+    return with_default_space(spec) if doc is None else spec
+
+
+def _check(ctx: click.Context) -> None:
+    """A new search needs --source, --target, --method and --out; ``--resume DIR`` takes them from DIR."""
+    params = ctx.params
+    if params["resume"]:
+        given = options.given(ctx, SEARCH_FLAGS)
+        if given:
+            raise click.UsageError(f"--resume continues the stored search as it was defined; drop {', '.join(given)}", ctx)
+        if params["out"] and params["out"].rstrip("/") != params["resume"].rstrip("/"):
+            raise click.UsageError("--resume DIR continues the search in DIR; drop --out (results go to DIR)", ctx)
+        return
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    missing = [flags[n] for n in NEEDED if not params[n]]
     if missing:
-        raise UserError(f"ganlode tune needs {', '.join(missing)} (or --resume DIR to continue a search)")
-    steps = 300 if args.steps is None else args.steps
-    if not S.is_method(args.method):
-        raise UserError(f"unknown --method {args.method!r}: use one of {S.method_names()}")
-    eval_every = args.eval_every if args.eval_every is not None else max(1, steps // 6)
-    if args.space:
-        doc = S.read_space_file(args.space)
-    else:
-        doc = None  # filled once the source's critic depth is known
-    spec = SearchSpec(
-        sources=tuple(args.source), target=args.target, method=args.method, space=doc or {}, trials=12 if args.trials is None else args.trials,
-        concurrent=args.concurrent, steps=steps, eval_every=eval_every, out=args.out, metric=args.metric,
-        mode=args.mode, seed=args.seed, val_n=args.val_n, cpus_per_trial=args.cpus_per_trial,
-        max_failures=args.max_failures, grace_period=args.grace_period,
-    )
-    if doc is None:
-        spec = with_default_space(spec)
-    return spec
+        raise click.UsageError(f"missing {', '.join(missing)} (or --resume DIR to continue a search)", ctx)
 
 
-def run(args: argparse.Namespace) -> int:
+@click.command("tune", cls=Command, check=_check, epilog=EPILOG, short_help="search transfer-method settings (Ray Tune, Optuna, ASHA)",
+               help="Search the settings of a transfer method with Ray Tune: Optuna proposes, ASHA stops early, "
+                    "every trial checkpoints, and the best trial is exported as a run.")
+@click.option("--source", "sources", multiple=True, metavar="CKPT",
+              help="source checkpoint, run directory or zoo:NAME (repeat for --method mine)")
+@click.option("--target", metavar="SPEC", help="target spec, e.g. mnist5k:7@100")
+@click.option("--method", metavar="M", help="a transfer method, a + combination such as freezed+l2sp, or mine")
+@click.option("--space", "space_file", metavar="FILE", help="search space (YAML or JSON) replacing the method's default")
+@click.option("--trials", type=int, default=12, metavar="N", help="number of trials (default 12)")
+@click.option("--concurrent", type=int, default=2, metavar="C",
+              help="trials at once, capped by the cluster's free CPUs (default 2)")
+@click.option("--steps", type=int, default=300, metavar="S", help="training steps per trial (default 300)")
+@options.eval_every("score and checkpoint every K steps (default steps/6)")
+@click.option("--metric", default="kmmd", metavar="NAME", help="metric to optimise: kmmd (default), fid or mv")
+@click.option("--mode", default="min", type=click.Choice(("min", "max")), help="minimise (default) or maximise it")
+@options.seed("seeds Optuna, the target draw and every trial's training (default 0)")
+@click.option("--val-n", type=int, default=None, metavar="N", help="cap on the validation images")
+@click.option("--cpus-per-trial", type=float, default=1.0, metavar="CPUS",
+              help="CPUs (and torch threads) per trial (default 1)")
+@click.option("--max-failures", type=int, default=2, metavar="K",
+              help="retries of a failed trial from its checkpoint (default 2)")
+@click.option("--grace-period", type=int, default=None, metavar="STEPS",
+              help="steps before ASHA may stop a trial (default steps/4)")
+@options.out("search directory to create (local or s3://)", metavar="DIR")
+@click.option("--resume", metavar="DIR", help="continue the search in DIR (takes no search-defining flags)")
+@click.option("--quiet", is_flag=True, help="no Tune progress tables")
+def command(resume: str | None, quiet: bool, **fields: Any) -> int:
     from ..search.run import run_search
     from ..search.spec import read_spec
 
-    if args.resume:
-        given = [f"--{n.replace('_', '-')}" for n in SEARCH_FLAGS if getattr(args, n)]
-        if given:
-            raise UserError(f"--resume continues the stored search as it was defined; drop {', '.join(given)}")
-        if args.out and args.out.rstrip("/") != args.resume.rstrip("/"):
-            raise UserError("--resume DIR continues the search in DIR; drop --out (results go to DIR)")
-        spec = read_spec(args.resume)
-        resume = True
-    else:
-        spec = _spec(args)
-        resume = False
-    outcome = run_search(spec, resume=resume, verbose=0 if args.quiet else 1)
+    spec = read_spec(resume) if resume else _spec(**fields)
+    outcome = run_search(spec, resume=bool(resume), verbose=0 if quiet else 1)
     if not outcome.complete:
         print(f"error: search interrupted with {outcome.finished} of {outcome.total} trials finished; continue it "
               f"with `ganlode tune --resume {spec.out}`", file=sys.stderr)

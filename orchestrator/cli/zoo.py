@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
+import click
 
-from .. import storage
-from ..artifacts.rundir import CONFIG_FILE
-from ..artifacts.zoo import zoo_names, zoo_root
+from .base import Command
 
 EPILOG = """\
 examples:
   ganlode zoo
+  ganlode zoo --verbose
   ganlode sample zoo:animals-5to9 --out animals.png
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("zoo", help="list the shipped source GANs with their FIDs", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="List the shipped source GANs: training data, steps, wall time, and FID "
-                                   "(classifier features) against every zoo domain's held-out split.")
-    p.add_argument("--verbose", "-v", action="store_true", help="also print each model's command")
-    return p
-
-
 def zoo_table() -> list[dict]:
+    from .. import storage
+    from ..artifacts.rundir import CONFIG_FILE
+    from ..artifacts.zoo import zoo_names, zoo_root
+
     rows = []
     for name in zoo_names():
         cfg = storage.read_json(storage.join(zoo_root(), name, CONFIG_FILE))
@@ -35,7 +29,11 @@ def zoo_table() -> list[dict]:
     return rows
 
 
-def run(args: argparse.Namespace) -> int:
+@click.command("zoo", cls=Command, epilog=EPILOG, short_help="list the shipped source GANs with their FIDs",
+               help="List the shipped source GANs: training data, steps, wall time, and FID (classifier features) "
+                    "against every zoo domain's held-out split.")
+@click.option("--verbose", "-v", is_flag=True, help="also print each model's command")
+def command(verbose: bool) -> int:
     rows = zoo_table()
     if not rows:
         print("the zoo is empty: this installation ships no models")
@@ -46,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         fids = " ".join(f"{r['fid'].get(d, float('nan')):>20.2f}" for d in domains)
         print(f"{r['name']:<14} {r['data']:<14} {r['steps'] or 0:>6} {(r['wall_s'] or 0):>5.0f}s  {fids}")
-        if args.verbose:
+        if verbose:
             print(f"  seed {r['seed']}: {r['command']}")
     print("FID: classifier features, samples vs each domain's held-out split (lower is closer); use as zoo:NAME")
     return 0

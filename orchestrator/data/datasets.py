@@ -52,10 +52,16 @@ class Dataset:
     images: np.ndarray                     # uint8 N x C x H x W, read-only
     groups: tuple[tuple[str, str], ...]    # (source, label) per group
     group_of: np.ndarray                   # group index per image
-    train: tuple[np.ndarray, ...]          # image indices per group (sorted)
-    held: tuple[np.ndarray, ...]
+    train: tuple[np.ndarray, ...]          # image indices per group (sorted): targets are drawn from these
+    held: tuple[np.ndarray, ...]           # val and test together (never drawn for training)
     labels: tuple[str, ...]                # class names, in order
     split_column: bool = False             # pools came from a Parquet 'split' column
+    val: tuple[np.ndarray, ...] = ()       # validation pool per group: model selection, early stopping, Tune
+    test: tuple[np.ndarray, ...] = ()      # test pool per group: every reported figure
+
+    def pool(self, split: str) -> tuple[np.ndarray, ...]:
+        """The per-group pools of ``split`` (train, val, test, or eval = val and test)."""
+        return {"train": self.train, "val": self.val, "test": self.test, "eval": self.held}[split]
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -80,22 +86,43 @@ def _split_group(key: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(idx[perm[k:]]), np.sort(idx[perm[:k]])
 
 
+def _split_held(key: str, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed split of a group's held-out images into (validation, test): floor(k/2) and ceil(k/2)."""
+    perm = np.random.default_rng(crc("valtest/" + key)).permutation(len(held))
+    n_val = len(held) // 2
+    return np.sort(held[perm[:n_val]]), np.sort(held[perm[n_val:]])
+
+
+# Parquet ``split`` column values and their tags; ``eval`` (tables of the first version) is
+# held out and split into val/test by the rule above.
+SPLIT_TAGS = {"train": 0, "eval": 1, "val": 2, "test": 3}
+
+
 def make_dataset(name: str, images: np.ndarray, groups: list[tuple[str, str]], group_of: np.ndarray,
                  split_keys: list[str], tags: np.ndarray | None = None) -> Dataset:
-    """A read-only Dataset, each group split by its key (or by ``tags``: 0 train, 1 held out)."""
+    """A read-only Dataset, each group split by its key (or by ``tags``, see ``SPLIT_TAGS``)."""
     images = np.ascontiguousarray(images)
     images.setflags(write=False)
-    train, held = [], []
+    train, held, val, test = [], [], [], []
     for g, key in enumerate(split_keys):
         idx = np.flatnonzero(group_of == g)
         if tags is None:
             tr, he = _split_group(key, idx)
+            va, te = _split_held(key, he)
         else:
-            tr, he = idx[tags[idx] == 0], idx[tags[idx] == 1]
+            t = tags[idx]
+            tr = idx[t == SPLIT_TAGS["train"]]
+            va0, te0 = _split_held(key, idx[t == SPLIT_TAGS["eval"]])
+            va = np.sort(np.concatenate([va0, idx[t == SPLIT_TAGS["val"]]]))
+            te = np.sort(np.concatenate([te0, idx[t == SPLIT_TAGS["test"]]]))
+            he = np.sort(np.concatenate([va, te]))
         train.append(tr)
         held.append(he)
+        val.append(va)
+        test.append(te)
     labels = tuple(dict.fromkeys(label for _, label in groups))
-    return Dataset(name, images, tuple(groups), group_of, tuple(train), tuple(held), labels, tags is not None)
+    return Dataset(name, images, tuple(groups), group_of, tuple(train), tuple(held), labels, tags is not None,
+                   tuple(val), tuple(test))
 
 
 def dataset_from_arrays(name: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> Dataset:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import storage
 from ..errors import UserError
-from .datasets import Dataset, builtin_dataset, make_dataset
+from .datasets import SPLIT_TAGS, Dataset, builtin_dataset, make_dataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PARQUET_COLUMNS = ("image", "height", "width", "channels", "label", "source")
@@ -174,10 +174,11 @@ def parquet_dataset(path: str, signature: tuple) -> Dataset:
     tags = None
     if "split" in table.column_names:
         raw_tags = table.column("split").to_pylist()
-        bad = sorted({str(t) for t in raw_tags if t not in ("train", "eval")})
+        bad = sorted({str(t) for t in raw_tags if t not in SPLIT_TAGS})
         if bad:
-            raise UserError(f"{path} has split values {', '.join(bad)}; only 'train' and 'eval' are allowed: fix or drop the split column")
-        tags = np.array([0 if t == "train" else 1 for t in raw_tags], np.int8)
+            raise UserError(f"{path} has split values {', '.join(bad)}; only {', '.join(SPLIT_TAGS)} are allowed: "
+                            "fix or drop the split column")
+        tags = np.array([SPLIT_TAGS[t] for t in raw_tags], np.int8)
     groups = list(dict.fromkeys(zip(sources, labels)))
     index = {g: i for i, g in enumerate(groups)}
     group_of = np.array([index[g] for g in zip(sources, labels)], np.int64)

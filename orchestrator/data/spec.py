@@ -10,23 +10,26 @@ A target spec is ``DATASET[:CLASSES][@N]``, parts joined with ``+``::
     ./t.parquet@50         a table written by ``ganlode data export`` / :func:`~.imageset.write_parquet`
     s3://bkt/target.parquet
 
-Held-out rule. Every (source, class) group is split once and for all: a permutation drawn from a
-constant seed (a CRC32 of ``"heldout/<dataset>/<class>"``, never the user's ``--seed``) puts the
-first ceil(30%) of the group's images (at least 1 when the group has 2 or more) in the held-out
-evaluation pool and the rest in the training pool. ``split="train"`` draws only from training
-pools, ``split="eval"`` only from held-out pools, so the two never overlap, whatever the seeds.
-Folder classes are keyed by class name alone (``"heldout/folder/<class>"``), so moving a folder
-keeps its split. A Parquet table that carries a ``split`` column (as
-:func:`~.imageset.write_parquet` writes) is not split again: its ``train`` rows are the training
-pool and its ``eval`` rows the held-out pool, so an exported target loads back exactly.
+Three splits. Every (source, class) group is split once and for all, by the dataset, never by
+the user's ``--seed``: a permutation drawn from a constant seed (a CRC32 of
+``"heldout/<dataset>/<class>"``) puts the first ceil(30%) of the group's images (at least 1 when
+the group has 2 or more) in the held-out pool and the rest in the **training pool** (targets are
+drawn from it); a second fixed permutation (``"valtest/<dataset>/<class>"``) splits the held-out
+pool into the **validation split** (floor of half: model selection, early stopping, Tune) and the
+**test split** (the rest: every reported figure). ``split="train"``, ``"val"`` and ``"test"`` draw
+only from their own pools, so the three never overlap, whatever the seeds. Folder classes are
+keyed by class name alone (``"heldout/folder/<class>"``), so moving a folder keeps its split. A
+Parquet table that carries a ``split`` column (as :func:`~.imageset.write_parquet` writes) is not
+split again: its ``train``, ``val`` and ``test`` rows are those pools (rows marked ``eval``, as
+the first version wrote them, are held out and split into val/test by the rule).
 
 Drawing. ``@N`` on a part with k classes takes N // k images from each class, the first N % k
 classes (in the order written) taking one more; each class is drawn without replacement from its
 training pool with ``np.random.default_rng([seed, crc32(group)])``. Without ``@N`` a part takes
 its whole training pool (in dataset order when no classes were named). The evaluation reference
-of a spec uses the held-out images of the same classes; with several parts it keeps the parts'
-shares (their training counts, e.g. 60:140) as closely as whole images allow while using as many
-held-out images as the smallest pool permits.
+of a spec uses the validation or test images of the same classes; with several parts it keeps
+the parts' shares (their training counts, e.g. 60:140) as closely as whole images allow while
+using as many images of that split as the smallest pool permits.
 
 Raw arrays are loaded once per process (``functools.lru_cache``) and kept as read-only uint8;
 every :class:`~.imageset.ImageSet` gets its own float copy in [-1, 1].
@@ -72,8 +75,13 @@ class _Part:
     def train_sizes(self) -> list[int]:
         return [len(self.source.train[g]) for g in self.groups]
 
-    def held_sizes(self) -> list[int]:
-        return [len(self.source.held[g]) for g in self.groups]
+    def held_sizes(self, split: str = "eval") -> list[int]:
+        pools = self.source.pool(split)
+        return [len(pools[g]) for g in self.groups]
+
+
+SPLITS = ("train", "val", "test", "eval")
+SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test", "eval": "held-out"}
 
 
 def _looks_like_path(text: str) -> bool:
@@ -274,7 +282,7 @@ def _assemble(parts: list[_Part], per_part: list[list[np.ndarray]], spec: str, s
                 sources.append(src)
                 labels.append(label)
     if not chunks:
-        raise UserError(f"'{spec}' gives no {'held-out' if split == 'eval' else 'training'} images: "
+        raise UserError(f"'{spec}' gives no {SPLIT_WORDS[split]} images: "
                         "name classes that have images, or add images to the folder/table")
     images = from_uint8(np.concatenate(chunks))
     return ImageSet(images, labels, sources, spec.strip(), seed, split)
@@ -286,22 +294,24 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
-def _no_held_out(part: _Part) -> UserError:
+def _no_held_out(part: _Part, split: str) -> UserError:
     if part.source.split_column:
-        return UserError(f"{part.text} holds no held-out (split=eval) rows for these classes: re-export it with "
+        return UserError(f"{part.text} holds no {SPLIT_WORDS[split]} rows for these classes: re-export it with "
                          "ganlode data export SPEC --with-eval so the table keeps its evaluation reference")
-    return UserError(f"{part.text} has no held-out images (a class needs 2 or more images to hold one out): add images")
+    need = "2 or more images to hold one out" if split in ("eval", "test") else "4 or more images to hold out a validation image"
+    return UserError(f"{part.text} has no {SPLIT_WORDS[split]} images (a class needs {need}): add images")
 
 
-def _eval_draw(parts: list[_Part], n: int | None, seed: int, spec: str) -> list[list[np.ndarray]]:
-    capacity = [sum(p.held_sizes()) for p in parts]
+def _eval_draw(parts: list[_Part], n: int | None, seed: int, spec: str, split: str) -> list[list[np.ndarray]]:
+    capacity = [sum(p.held_sizes(split)) for p in parts]
     for p, c in zip(parts, capacity):
         if c == 0:
-            raise _no_held_out(p)
+            raise _no_held_out(p, split)
+    words = SPLIT_WORDS[split]
     if len(parts) == 1:
         totals = [capacity[0] if n is None else n]
         if totals[0] > capacity[0]:
-            raise UserError(f"the held-out reference of '{spec}' has {capacity[0]} images; ask for n <= {capacity[0]}")
+            raise UserError(f"the {words} reference of '{spec}' has {capacity[0]} images; ask for n <= {capacity[0]}")
     else:
         shares = [sum(_train_counts(p)) for p in parts]
         if any(s == 0 for s in shares):
@@ -310,7 +320,7 @@ def _eval_draw(parts: list[_Part], n: int | None, seed: int, spec: str) -> list[
         k = min(Fraction(c, s) for c, s in zip(capacity, shares))
         most = math.floor(k * sum(shares))
         if n is not None and n > most:
-            raise UserError(f"the held-out reference of '{spec}' holds at most {most} images at its parts' shares "
+            raise UserError(f"the {words} reference of '{spec}' holds at most {most} images at its parts' shares "
                             f"({':'.join(map(str, shares))}); ask for n <= {most}")
         total = most if n is None else n
         quotas = [Fraction(total * s, sum(shares)) for s in shares]
@@ -320,20 +330,27 @@ def _eval_draw(parts: list[_Part], n: int | None, seed: int, spec: str) -> list[
         totals = [min(t, c) for t, c in zip(totals, capacity)]
     out = []
     for part, total in zip(parts, totals):
-        counts = _fill(total, part.held_sizes())
-        out.append([_pick(part.source.held[g], c, seed, "eval/" + _group_key(part.source, g))
+        counts = _fill(total, part.held_sizes(split))
+        pools = part.source.pool(split)
+        out.append([_pick(pools[g], c, seed, f"{split}/" + _group_key(part.source, g))
                     for g, c in zip(part.groups, counts)])
     return out
 
 
+def _check_split(split: str, allowed: tuple[str, ...]) -> str:
+    if split not in allowed:
+        raise UserError(f"split '{split}' is unknown: use one of {', '.join(allowed)}")
+    return split
+
+
 def load_target(spec: str, seed: int = 0, split: str = "train") -> ImageSet:
-    """Draw the target set of ``spec`` (``split="train"``) or its held-out reference (``"eval"``)."""
+    """Draw the target set of ``spec`` (``split="train"``), or its whole ``val``, ``test`` or
+    ``eval`` (val and test) split."""
     seed = _check_seed(seed)
-    if split not in ("train", "eval"):
-        raise UserError(f"split '{split}' is unknown: use train or eval")
+    _check_split(split, SPLITS)
     parts = _parse(spec)
-    if split == "eval":
-        return _assemble(parts, _eval_draw(parts, None, seed, spec), spec, seed, "eval")
+    if split != "train":
+        return _assemble(parts, _eval_draw(parts, None, seed, spec, split), spec, seed, split)
     per_part = []
     for part in parts:
         counts = _train_counts(part)
@@ -342,10 +359,11 @@ def load_target(spec: str, seed: int = 0, split: str = "train") -> ImageSet:
     return _assemble(parts, per_part, spec, seed, "train")
 
 
-def eval_reference(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
-    """Held-out images of the spec's classes at the spec's shares; ``n`` caps the total."""
+def eval_reference(spec: str, n: int | None = None, seed: int = 0, split: str = "test") -> ImageSet:
+    """The ``split`` images (``val`` or ``test``) of the spec's classes at the spec's shares; ``n`` caps the total."""
     seed = _check_seed(seed)
+    _check_split(split, ("val", "test", "eval"))
     if n is not None and (not isinstance(n, (int, np.integer)) or n < 1):
-        raise UserError(f"n={n!r} is not a positive whole number: ask for n >= 1 (or None for every held-out image)")
+        raise UserError(f"n={n!r} is not a positive whole number: ask for n >= 1 (or None for every {split} image)")
     parts = _parse(spec)
-    return _assemble(parts, _eval_draw(parts, None if n is None else int(n), seed, spec), spec, seed, "eval")
+    return _assemble(parts, _eval_draw(parts, None if n is None else int(n), seed, spec, split), spec, seed, split)

@@ -52,5 +52,5 @@ def extract(images: torch.Tensor, batch: int = 512) -> torch.Tensor:
 
 def perceptual_features():
     """The classifier's features as a loss, differentiable in the input (weights frozen), for the
-    latent methods' perceptual term (``methods.transfer.FeatureFn``)."""
+    latent methods' perceptual term (``methods.base.FeatureFn``)."""
     return feature_net().features

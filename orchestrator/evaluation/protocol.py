@@ -2,8 +2,9 @@
 
 1. Features: the shipped classifier's penultimate layer (``--features classifier``, default),
    or the standard FID Inception (``--features inception``, optional extra); eval mode, no grad.
-2. Reference: the held-out evaluation split of the target spec (never used for training), in
-   the target's class shares.
+2. Reference: the target spec's **validation** split for model selection (early stopping, best
+   checkpoint, Tune) or its **test** split for every reported figure; neither is ever used for
+   training, both keep the target's class shares, and each score records its split.
 3. Samples: exactly as many generated images as reference images, drawn with a fixed seed.
 4. Metrics: FID, KMMD (bandwidth = median pairwise reference distance, reported) and MV.
 """
@@ -20,7 +21,10 @@ from ..data.images import grid_png
 from ..data.spec import eval_reference
 from .features import FEATURES, extractor  # noqa: F401 (FEATURES: the protocol's choices)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: separate validation and test splits (1: one held-out split)
+SELECTION_SPLIT = "val"  # what model selection reads
+REPORT_SPLIT = "test"  # what every reported figure reads
+EVAL_SPLITS = (SELECTION_SPLIT, REPORT_SPLIT)
 
 
 @dataclass(frozen=True)
@@ -29,16 +33,19 @@ class Reference:
     features: torch.Tensor
     bandwidth: float
     feature_kind: str
+    split: str = REPORT_SPLIT
 
     def __len__(self) -> int:
         return len(self.features)
 
 
-def reference(spec: str, n: int | None = None, feature_kind: str = "classifier") -> Reference:
-    """Features of the held-out reference images for ``spec`` (at most ``n`` of them)."""
-    ref = eval_reference(spec, n=n)
+def reference(spec: str, n: int | None = None, feature_kind: str = "classifier", split: str = REPORT_SPLIT) -> Reference:
+    """Features of the ``split`` reference images (``val`` or ``test``) for ``spec`` (at most ``n`` of them)."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    ref = eval_reference(spec, n=n, split=split)
     feats = extractor(feature_kind)(ref.images)
-    return Reference(spec, feats, M.kmmd_bandwidth(feats), feature_kind)
+    return Reference(spec, feats, M.kmmd_bandwidth(feats), feature_kind, split)
 
 
 def score(sampler: Sampler, ref: Reference, seed: int = 0) -> dict[str, float]:
@@ -50,9 +57,9 @@ def score(sampler: Sampler, ref: Reference, seed: int = 0) -> dict[str, float]:
     return out
 
 
-def quick_fid(generator: torch.nn.Module, spec: str, seed: int = 0) -> dict[str, float]:
-    """All protocol metrics of a single generator against ``spec``'s held-out split."""
-    return score(generator_sampler(generator), reference(spec), seed=seed)
+def quick_fid(generator: torch.nn.Module, spec: str, seed: int = 0, split: str = REPORT_SPLIT) -> dict[str, float]:
+    """All protocol metrics of a single generator against ``spec``'s ``split`` (test by default)."""
+    return score(generator_sampler(generator), reference(spec, split=split), seed=seed)
 
 
 def sample_grid_png(generator: torch.nn.Module, n: int = 64, seed: int = 0) -> bytes:

@@ -22,6 +22,7 @@ class Evaluation:
     method: str
     target: str
     n: int                 # reference images (and samples)
+    split: str             # the reference split: test (reported figures) or val
     values: dict[str, float]
     appended_to: str | None  # the run's metrics table the rows went to
 
@@ -34,8 +35,11 @@ def _recorded_target(config: dict[str, Any], what: str) -> str:
 
 
 def evaluate_model(path: str, *, target: str | None = None, n: int | None = None, feature_kind: str = "classifier",
-                   seed: int = 0) -> Evaluation:
-    """Score the run or checkpoint at ``path`` against ``target``'s held-out split (default: the recorded target)."""
+                   seed: int = 0, split: str = protocol.REPORT_SPLIT) -> Evaluation:
+    """Score the run or checkpoint at ``path`` against ``target``'s ``split`` (test by default; default
+    target: the recorded one)."""
+    if split not in protocol.EVAL_SPLITS:
+        raise UserError(f"--split {split} is unknown: use one of {', '.join(protocol.EVAL_SPLITS)}")
     if n is not None and n < 2:
         raise UserError("--n must be at least 2 (FID needs two or more images)")
     if seed < 0:
@@ -51,12 +55,12 @@ def evaluate_model(path: str, *, target: str | None = None, n: int | None = None
     if where.run is None:
         target = target or _recorded_target(model.config, f"the checkpoint {model.path}")
         method, step = model.config.get("method") or model.config.get("model_kind", "gan"), 0
-    ref = protocol.reference(target, n=n, feature_kind=feature_kind)
+    ref = protocol.reference(target, n=n, feature_kind=feature_kind, split=split)
     values = protocol.score(model.sampler, ref, seed=seed)
     appended_to = None
     if where.run is not None:
         run = RunDir(where.path)
         run.append_metrics(metric_rows(method, step, values, seed=seed, features=feature_kind, n=len(ref),
-                                       target=target))
+                                       target=target, split=split))
         appended_to = run.file(METRICS_FILE)
-    return Evaluation(model.path, method, target, len(ref), values, appended_to)
+    return Evaluation(model.path, method, target, len(ref), split, values, appended_to)

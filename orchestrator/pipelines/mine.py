@@ -51,11 +51,12 @@ EvalCallback = Callable[[int, dict[str, float]], None]
 class MineResult:
     run: str
     shares: list[float]  # p, in source order
-    metrics: dict[str, float]  # the final evaluation
+    metrics: dict[str, float]  # the final model on the test split
     history: list[dict[str, Any]] = field(default_factory=list)  # logged steps: losses and shares
     true_shares: list[float] | None = None  # when every target class comes from exactly one source
     resumed_from: int = 0
     wall_s: float = 0.0
+    val_metrics: dict[str, float] = field(default_factory=dict)  # the final model on the validation split
 
 
 def mine_config(loss: str = "ns-r1", **overrides: Any) -> MultiSourceConfig:
@@ -152,7 +153,8 @@ def _resume_point(plan: _Plan, resume: bool) -> None:
     if final is not None:
         print(f"mine: {run.path} is finished already (step {cfg.total_steps}); nothing to resume", file=sys.stderr)
         plan.finished = MineResult(run.path, final.get("shares", []), final.get("metrics", {}),
-                                   true_shares=final.get("true_shares"), resumed_from=cfg.total_steps)
+                                   true_shares=final.get("true_shares"), resumed_from=cfg.total_steps,
+                                   val_metrics=run.read_config().get("val_metrics", {}))
         return
     done_steps = [s for s in step_checkpoints(run) if s <= cfg.total_steps]
     if done_steps:
@@ -163,26 +165,37 @@ def _resume_point(plan: _Plan, resume: bool) -> None:
 
 
 class _Evaluator:
-    """Scores the mixture a state holds under the protocol, logs it, and hands it to ``on_eval``."""
+    """Scores the mixture a state holds under the protocol, logs it, and hands it to ``on_eval``.
 
-    def __init__(self, plan: _Plan, ref: protocol.Reference, truth: list[float] | None, on_eval: EvalCallback | None):
-        self.plan, self.ref, self.truth, self.on_eval = plan, ref, truth, on_eval
+    Every evaluation during the run is on the validation split (what ``on_eval`` and Tune see);
+    :meth:`test` scores the final model once on the test split.
+    """
+
+    def __init__(self, plan: _Plan, refs: dict[str, protocol.Reference], truth: list[float] | None,
+                 on_eval: EvalCallback | None):
+        self.plan, self.refs, self.truth, self.on_eval = plan, refs, truth, on_eval
         self.arches = [c.arch for c in plan.ckpts]
-        self.common = {"seed": plan.cfg.seed, "features": plan.record.features, "n": len(ref), "target": plan.record.target}
+        self.common = {"seed": plan.cfg.seed, "features": plan.record.features, "target": plan.record.target}
         self.log: Callable[[str], None] = lambda line: None
 
-    def __call__(self, step: int, state: dict[str, torch.Tensor]) -> dict[str, float]:
+    def test(self, step: int, state: dict[str, torch.Tensor]) -> dict[str, float]:
+        return self(step, state, split=protocol.REPORT_SPLIT)
+
+    def __call__(self, step: int, state: dict[str, torch.Tensor], split: str = protocol.SELECTION_SPLIT) -> dict[str, float]:
+        ref = self.refs[split]
         mixture = mixture_from_state(self.arches, self.plan.cfg, state)
-        values = protocol.score(mixture.sample, self.ref, seed=self.plan.cfg.seed)
+        values = protocol.score(mixture.sample, ref, seed=self.plan.cfg.seed)
         p = [float(x) for x in mixture.shares]
         values.update({f"share_{i}": v for i, v in enumerate(p)})
         if self.truth is not None:
             errors = [abs(a - b) for a, b in zip(p, self.truth)]
             values.update({f"share_error_{i}": e for i, e in enumerate(errors)})
             values["share_error_max"] = max(errors)
-        self.plan.run.append_metrics(metric_rows(METHOD, step, values, **self.common))
-        self.log(f"step {step}: FID {values['fid']:.3f}  KMMD {values['kmmd']:.4f}  MV {values['mv']:.3f}  p={_fmt_shares(p)}")
-        if self.on_eval is not None:
+        self.plan.run.append_metrics(metric_rows(METHOD, step, values, split=split, n=len(ref), **self.common))
+        words = "validation" if split == protocol.SELECTION_SPLIT else "test"
+        self.log(f"step {step}: {words} FID {values['fid']:.3f}  KMMD {values['kmmd']:.4f}  MV {values['mv']:.3f}  "
+                 f"p={_fmt_shares(p)}")
+        if self.on_eval is not None and split == protocol.SELECTION_SPLIT:
             self.on_eval(step, values)
         return values
 
@@ -289,7 +302,9 @@ def run_mine(
     if plan.finished is not None:
         return plan.finished
     truth = true_shares([c.config for c in plan.ckpts], plan.target)
-    evaluate = _Evaluator(plan, protocol.reference(target, n=eval_n, feature_kind=feature_kind), truth, on_eval)
+    refs = {split: protocol.reference(target, n=eval_n, feature_kind=feature_kind, split=split)
+            for split in protocol.EVAL_SPLITS}
+    evaluate = _Evaluator(plan, refs, truth, on_eval)
     threads_before = torch.get_num_threads()
     try:
         engine = start_engine(plan.ckpts, plan.target.images, plan.cfg, in_process=in_process,
@@ -302,17 +317,20 @@ def run_mine(
         plan.record = plan.record.replace(actors={"bundles": engine.resources.bundles(len(plan.sources)),
                                                   "caller_placement_group": not engine.owns_placement_group})
     where = "in-process" if in_process else f"Ray ({len(plan.sources)} generator actors + a coordinator)"
-    state, metrics = _loop(plan, engine, evaluate, eval_every=eval_every, checkpoint_every=checkpoint_every,
-                           chunk=chunk, where=where, show_progress=show_progress, threads_before=threads_before)
-    return _write(plan, state, metrics, truth, t0)
+    state, val_metrics = _loop(plan, engine, evaluate, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                               chunk=chunk, where=where, show_progress=show_progress, threads_before=threads_before)
+    plan.run.drop_metrics(METHOD, split=protocol.REPORT_SPLIT)  # a restarted final phase scores test once
+    metrics = evaluate.test(plan.cfg.total_steps, state)
+    return _write(plan, state, metrics, val_metrics, truth, t0)
 
 
-def _write(plan: _Plan, state: dict[str, torch.Tensor], metrics: dict[str, float], truth: list[float] | None,
-           t0: float) -> MineResult:
+def _write(plan: _Plan, state: dict[str, torch.Tensor], metrics: dict[str, float], val_metrics: dict[str, float],
+           truth: list[float] | None, t0: float) -> MineResult:
     shares = [float(p) for p in selector_shares(state["selector.window"], len(plan.sources))]
     write_final(plan.run, plan.sources, plan.ckpts, plan.cfg, state, shares, plan.history, metrics, truth, plan.target)
     wall = time.time() - t0
-    plan.run.write_config(plan.record.replace(status="done", metrics=metrics, resumed_from=plan.start,
+    plan.run.write_config(plan.record.replace(status="done", metrics=metrics, metrics_split=protocol.REPORT_SPLIT,
+                                              val_metrics=val_metrics, resumed_from=plan.start,
                                               wall_s=round(wall, 1), shares=shares, true_shares=truth))
     prune_step_checkpoints(plan.run)  # only once the run is marked done: until then they are the way back
-    return MineResult(plan.run.path, shares, metrics, plan.history, truth, plan.start, wall)
+    return MineResult(plan.run.path, shares, metrics, plan.history, truth, plan.start, wall, val_metrics)

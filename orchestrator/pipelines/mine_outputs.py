@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import torch
 
+from ...methods import architectures
 from ...methods.multisource import MultiSourceConfig, source_prefix
 from ...methods.nets import GANConfig
 from .. import storage
@@ -67,7 +68,7 @@ def shares_table(history: Sequence[dict[str, Any]], sources: Sequence[str]) -> p
 def write_step_checkpoint(run: RunDir, step: int, arch: GANConfig, cfg: MultiSourceConfig,
                           state: dict[str, torch.Tensor], history: list[dict[str, Any]], sources: Sequence[str]) -> None:
     """RUN/checkpoints/step-N, atomically; older ones are removed once it is complete."""
-    record = ModelRecord(model_kind=STATE, arch=arch.to_dict(), created=storage.utc_now(),
+    record = ModelRecord(model_kind=STATE, arch=architectures.to_dict(arch), created=storage.utc_now(),
                          extra={"step": step, "mining": cfg.to_dict(), "history": history})
     checkpoint.save_checkpoint(run.checkpoint_path(f"{STEP_PREFIX}{step}"), record, extra=state)
     storage.write_table(run.file(SHARES_FILE), shares_table(history, sources))
@@ -88,7 +89,7 @@ def write_final(run: RunDir, sources: Sequence[str], ckpts: Sequence[checkpoint.
     record = ModelRecord(
         model_kind=MINED, arch=arches[0].to_dict(), method=METHOD, steps=cfg.total_steps, seed=cfg.seed,
         created=storage.utc_now(), data=target_set.provenance(), metrics=metrics,
-        extra={"sources": [{"source": s, "path": c.path, "arch": c.arch.to_dict(),
+        extra={"sources": [{"source": s, "path": c.path, "arch": architectures.to_dict(c.arch),
                             "miner": cfg.miner_config(c.arch.latent_dim).to_dict(), "data": c.config.get("data")}
                            for s, c in zip(sources, ckpts)],
                "shares": shares, "true_shares": truth, "mining": cfg.to_dict()},

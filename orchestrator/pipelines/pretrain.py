@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from ...methods import architectures
 from ...methods.bn import adapt_batchnorm
 from ...methods.nets import Critic, GANConfig, Generator, build_gan
 from ...methods.train import GANTrainer, TrainConfig
@@ -177,7 +178,7 @@ def pretrain_distributed(
         trainer = TorchTrainer(
             _train_worker,
             train_loop_config={
-                "images": images, "arch": arch.to_dict(), "train": tcfg.to_dict(), "steps": steps,
+                "images": images, "arch": architectures.to_dict(arch), "train": tcfg.to_dict(), "steps": steps,
                 "threads": threads, "progress": show_progress,
             },
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
@@ -238,7 +239,7 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_d
                                       show_progress=show_progress)
     metrics = protocol.quick_fid(result.generator, data, seed=tcfg.seed)
     record = ModelRecord(
-        model_kind="gan", arch=arch.to_dict(), steps=steps, created=storage.utc_now(), data=target.provenance(),
+        model_kind="gan", arch=architectures.to_dict(arch), steps=steps, created=storage.utc_now(), data=target.provenance(),
         metrics=metrics,
         extra={"train": tcfg.to_dict(), "workers": workers, "wall_s": round(result.wall_s, 1),
                "command": command_line(), "history": result.history},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ...methods import transfer as T
+from ...methods.base import Source
 from ..artifacts import checkpoint
 from ..errors import UserError
 
@@ -12,14 +12,14 @@ PLAIN = "gan"  # the only model kind a run starts from
 _PLAIN_HINT = "(from `ganlode pretrain`, a fine-tuning run, or zoo:NAME)"
 
 
-def load_source(path: str) -> tuple[T.Source, checkpoint.Checkpoint]:
+def load_source(path: str) -> tuple[Source, checkpoint.Checkpoint]:
     """One source for ``ganlode transfer``: its nets (critic included) and its checkpoint."""
     ckpt = checkpoint.load_checkpoint(path, with_critic=True)
     kind = ckpt.record.model_kind
     if kind != PLAIN:
         raise UserError(f"{ckpt.path} is a {kind!r} model; a transfer source must be a plain GAN checkpoint {_PLAIN_HINT}")
     train = ckpt.config.get("train") if isinstance(ckpt.config.get("train"), dict) else {}
-    return T.Source(ckpt.generator, ckpt.critic, train), ckpt
+    return Source(ckpt.generator, ckpt.critic, train), ckpt
 
 
 def load_sources(sources: Sequence[str]) -> list[checkpoint.Checkpoint]:

@@ -1,30 +1,38 @@
 """The single-source transfer pipeline: source + target + method -> a run directory.
 
-:func:`run_transfer` is the one entry point; ``ganlode transfer``, ``ganlode tune`` trials and
-``ganlode demo`` call it (the latter two with ``on_eval`` to report metrics). It runs four steps:
+:func:`run_transfer` starts a run and :func:`resume_transfer` continues a killed one;
+``ganlode transfer``, ``ganlode tune`` trials and ``ganlode demo`` call them. A run is
 
 1. check: every input, before anything is written (bad input is a :class:`UserError`);
-2. build: the reference features, ``RUN/config.json`` (status "running") and the method's
-   :class:`~ganlode.methods.transfer.Adapter`;
-3. loop: ``steps`` training steps, scoring the model under the evaluation protocol at step 0,
-   every ``eval_every`` steps and at the end (rows appended to ``RUN/metrics.parquet``);
-4. write: ``RUN/checkpoints/final`` (readable by ``ganlode sample`` and ``ganlode eval``),
-   ``RUN/samples/final.png`` and ``RUN/config.json`` (status "done").
+2. build: the validation and test references, ``RUN/config.json`` (status "running") and the
+   method's :class:`~ganlode.methods.base.Adapter`;
+3. loop: ``steps`` training steps. At step 0, every ``eval_every`` steps and at the end the model
+   is scored on the target's **validation** split (rows in ``RUN/metrics.parquet`` with
+   ``split=val``); after each such evaluation the adapter's exact state goes to
+   ``RUN/checkpoints/state.pt`` (``--resume`` continues from there, bit for bit), and the model
+   with the lowest validation FID so far to ``RUN/checkpoints/best``;
+4. write: ``RUN/checkpoints/final``, then the final model and the best-by-validation model are
+   scored on the **test** split (``split=test`` rows; the figures every report shows), and
+   ``RUN/config.json`` (status "done").
+
+Model selection reads only the validation split; the test split is read once, at the end.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ...methods import transfer as T
-from ...methods.finetune import train_config
+from ...methods import architectures, catalog, options, registry
+from ...methods.base import Adapter, NotApplicable, OptionError, Source, TransferOptions
+from ...methods.interface import critic_depth
 from .. import storage
-from ..artifacts import checkpoint
+from ..artifacts import checkpoint, training_state
+from ..artifacts.loaders import load_model
 from ..artifacts.records import ModelRecord, RunRecord
-from ..artifacts.rundir import CHECKPOINT_SAMPLES, RunDir, metric_rows
+from ..artifacts.rundir import BEST_CHECKPOINT, CHECKPOINT_SAMPLES, FINAL_CHECKPOINT, STATE_FILE, RunDir, metric_rows
 from ..artifacts.sampling import generator_sampler
 from ..data.imageset import ImageSet
 from ..data.spec import load_target
@@ -36,6 +44,22 @@ from .sources import load_source
 
 EvalCallback = Callable[[int, dict[str, float]], None]
 RUN_KIND = "transfer"
+SELECT_ON = "fid"  # the validation metric that picks the best checkpoint (lower is better)
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Everything that defines a transfer run; stored in its config.json, read back by ``--resume``."""
+
+    source: str
+    target: str
+    method: str
+    options: dict[str, Any]  # as given (the resolved ones are recorded beside them)
+    steps: int
+    seed: int = 0
+    eval_every: int | None = None
+    features: str = "classifier"
+    eval_n: int | None = None
 
 
 @dataclass
@@ -43,38 +67,35 @@ class TransferResult:
     run: str
     method: str
     steps: int
-    metrics: dict[str, float]  # the final evaluation
-    history: list[dict[str, float]] = field(default_factory=list)  # every evaluation, with "step"
+    metrics: dict[str, float]  # the final model on the test split
+    history: list[dict[str, float]] = field(default_factory=list)  # every validation evaluation, with "step"
+    best_step: int = 0  # the step of the best validation FID
+    best_metrics: dict[str, float] = field(default_factory=dict)  # that model on the test split
     wall_s: float = 0.0
     train_s: float = 0.0  # time inside the training steps alone (no evaluation, loading or saving)
     eval_s: float = 0.0  # time spent in the periodic evaluations
+    resumed_from: int = 0  # the step a --resume continued from (0: a fresh run)
 
 
 def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-def validate_options(method: str, options: T.TransferOptions, *, critic_blocks: int, steps: int) -> None:
-    """UserError (naming CLI flags) unless the options fit the method."""
-    if method not in T.METHODS:
-        raise UserError(f"unknown method {method!r}: use one of {', '.join(T.METHODS)}")
-    accepts = T.ACCEPTS[method]
-    for name in options.given():
-        if name not in accepts:
-            takes = ", ".join(flag(o) for o in sorted(accepts)) or "no method options"
-            hint = ("; to combine fine-tuning options use --method finetune"
-                    if name in T.ACCEPTS["finetune"] and method in ("freezed", "l2sp", "distill") else "")
-            raise UserError(f"{flag(name)} does not apply to --method {method} (it takes {takes}){hint}")
-    for name in sorted(T.REQUIRES.get(method, ())):
-        if name not in options.given():
-            raise UserError(f"--method {method} needs {flag(name)}, e.g. {flag(name)} "
-                            f"{1 if name == 'freeze_depth' else 0.01}")
+def validate_options(method: str, given: TransferOptions, *, critic_blocks: int, steps: int) -> None:
+    """UserError (naming CLI flags) unless the options fit the method; the check itself is methods.options'."""
     try:
-        T.check_options(method, options, critic_blocks=critic_blocks, steps=steps)
-    except T.OptionError as e:
+        options.check(method, given, critic_blocks=critic_blocks, steps=steps)
+    except OptionError as e:
+        if e.option == "method":
+            raise UserError(f"unknown method {method!r}: use one of {', '.join(catalog.METHODS)}") from None
         msg = str(e)
         if e.option and msg.startswith(e.option):
             msg = flag(e.option) + msg[len(e.option):]
+        if "does not apply" in msg:
+            takes = ", ".join(flag(o) for o in e.allowed) or "no method options"
+            hint = ("; to combine fine-tuning options use --method finetune"
+                    if e.option in catalog.ACCEPTS["finetune"] and method in ("freezed", "l2sp", "distill") else "")
+            msg = f"{flag(e.option)} does not apply to --method {method} (it takes {takes}){hint}"
         raise UserError(msg) from None
 
 
@@ -95,152 +116,215 @@ def eval_steps(steps: int, eval_every: int | None) -> list[int]:
     return sorted(points)
 
 
-def write_transfer_result(run: RunDir, adapter: T.Adapter, arch: Any, record: RunRecord) -> ModelRecord:
-    """Write the adapted model as ``RUN/checkpoints/final`` and ``RUN/samples/final.png``.
+def write_transfer_result(run: RunDir, adapter: Adapter, arch: Any, record: RunRecord,
+                          name: str = FINAL_CHECKPOINT) -> ModelRecord:
+    """Write the adapted model as ``RUN/checkpoints/<name>`` and ``RUN/samples/<name>.png``.
 
     The checkpoint's record is derived from the run's (method, options, steps, seed, data,
-    final metrics, and the search that chose the settings when there was one), so a run and
-    its model never disagree. Shared by :func:`run_transfer` and the export of a search's best trial.
+    metrics, and the search that chose the settings when there was one), so a run and its model
+    never disagree. Shared by :func:`run_transfer` and the export of a search's best trial.
     """
     export = adapter.export()
     x = record.extra
-    fields = {k: x[k] for k in ("options", "source", "source_data", "train", "tune") if x.get(k) is not None}
-    model = ModelRecord(model_kind=export.kind, arch=arch.to_dict(), method=record.method, steps=x["steps"],
-                        seed=record.seed, created=storage.utc_now(), data=record.data, metrics=record.metrics,
-                        extra={**fields, "features": record.features, **export.config})
+    kept = {k: x[k] for k in ("options", "source", "source_data", "train", "tune", "selected", "metrics_split")
+            if x.get(k) is not None}
+    model = ModelRecord(model_kind=export.kind, arch=architectures.to_dict(arch), method=record.method,
+                        steps=adapter.steps_done, seed=record.seed, created=storage.utc_now(), data=record.data,
+                        metrics=record.metrics, extra={**kept, "features": record.features, **export.config})
     grid = protocol.sample_grid_png(adapter.sampling_generator(), n=64, seed=record.seed or 0)
-    checkpoint.save_checkpoint(run.checkpoint_path(), model, export.generator, export.critic,
+    checkpoint.save_checkpoint(run.checkpoint_path(name), model, export.generator, export.critic,
                                extra=export.extra, files={CHECKPOINT_SAMPLES: grid})
-    run.write_sample("final", grid)
+    run.write_sample(name, grid)
     return model
 
 
-# ---------------------------------------------------------------- the pipeline's steps
+# ---------------------------------------------------------------- check and build
 
 
 @dataclass
 class _Plan:
     """What the check step found: everything the run needs, nothing written yet."""
 
-    method: str
-    options: T.TransferOptions  # as given
-    resolved: T.TransferOptions
-    source: T.Source
+    settings: TransferSettings
+    given: TransferOptions
+    resolved: TransferOptions
+    source: Source
     ckpt: checkpoint.Checkpoint
     target: ImageSet
     run: RunDir
-    restarted: bool  # an unfinished run at ``out`` is started over
 
 
-def _check(source: str, target: str, method: str, options: T.TransferOptions | dict[str, Any] | None, *,
-           steps: int, out: str, seed: int, eval_every: int | None, feature_kind: str, eval_n: int | None) -> _Plan:
-    if isinstance(options, dict):
-        try:
-            options = T.TransferOptions.from_dict(options)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{e}; known options: {', '.join(T.TransferOptions().to_dict())}") from None
-    options = options or T.TransferOptions()
-    if not isinstance(steps, int) or steps < 1:
-        raise UserError(f"--steps must be a whole number >= 1, got {steps}")
-    if eval_every is not None and eval_every < 0:
+def _check_settings(s: TransferSettings) -> TransferOptions:
+    try:
+        given = TransferOptions.from_dict(s.options)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{e}; known options: {', '.join(TransferOptions.names())}") from None
+    if isinstance(s.steps, bool) or not isinstance(s.steps, int) or s.steps < 1:
+        raise UserError(f"--steps must be a whole number >= 1, got {s.steps}")
+    if s.eval_every is not None and s.eval_every < 0:
         raise UserError("--eval-every must be 0 (only at start and end) or more")
-    if eval_n is not None and eval_n < 2:
-        raise UserError(f"--eval-n must be at least 2 (FID needs two or more images), got {eval_n}")
-    if feature_kind not in features.FEATURES:
-        raise UserError(f"unknown features {feature_kind!r}: use one of {', '.join(features.FEATURES)}")
-    if method not in T.METHODS:
-        raise UserError(f"unknown method {method!r}: use one of {', '.join(T.METHODS)}")
-    if feature_kind == "inception":
-        features.require(feature_kind)
-    src, ckpt = load_source(source)
-    if method in T.NEEDS_CRITIC and src.critic is None:
-        raise UserError(f"method {method} starts from the source critic, but {ckpt.path} holds no critic weights: "
-                        "use a checkpoint written by `ganlode pretrain`, or --method scratch/adabn/bsa/glo")
-    critic_blocks = src.critic.num_blocks if src.critic is not None else 3
-    validate_options(method, options, critic_blocks=critic_blocks, steps=steps)
-    resolved = T.resolve_options(method, options, src, steps)
-    target_set = load_target(target, seed=seed)
-    check_target(target_set, ckpt.arch, target, source)
-    if method == "adabn" and len(target_set) < 2:
-        raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {target} has 1")
-    run = RunDir(out)
+    if s.eval_n is not None and s.eval_n < 2:
+        raise UserError(f"--eval-n must be at least 2 (FID needs two or more images), got {s.eval_n}")
+    if s.features not in features.FEATURES:
+        raise UserError(f"unknown features {s.features!r}: use one of {', '.join(features.FEATURES)}")
+    if s.method not in catalog.METHODS:
+        raise UserError(f"unknown method {s.method!r}: use one of {', '.join(catalog.METHODS)}")
+    if s.features == "inception":
+        features.require(s.features)
+    return given
+
+
+def _check(s: TransferSettings, out: str) -> _Plan:
+    given = _check_settings(s)
+    src, ckpt = load_source(s.source)
+    try:
+        registry.check_applies(s.method, src)
+    except NotApplicable as e:
+        raise UserError(f"--method {s.method} cannot adapt {ckpt.path}: {e}") from None
+    blocks = critic_depth(src.critic) if src.critic is not None else 0
+    validate_options(s.method, given, critic_blocks=blocks, steps=s.steps)
+    resolved = options.resolve(s.method, given, src, s.steps)
+    target_set = load_target(s.target, seed=s.seed)
+    check_target(target_set, ckpt.arch, s.target, s.source)
+    if s.method == "adabn" and len(target_set) < 2:
+        raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {s.target} has 1")
     storage.check_writable(out)
-    restarted = run.is_run()
-    if restarted and run.read_record().done:
-        raise UserError(f"{out} already holds a finished run (never overwritten): pass a new --out, or delete it first")
-    return _Plan(method, options, resolved, src, ckpt, target_set, run, restarted)
+    return _Plan(s, given, resolved, src, ckpt, target_set, RunDir(out))
 
 
-def _build(plan: _Plan, *, source: str, target: str, steps: int, seed: int, eval_every: int | None,
-           feature_kind: str, eval_n: int | None) -> tuple[protocol.Reference, RunRecord, T.Adapter]:
-    ref = protocol.reference(target, n=eval_n, feature_kind=feature_kind)
-    tcfg = train_config(plan.resolved, plan.source, seed).to_dict() if plan.method in T.ADVERSARIAL else None
-    record = RunRecord(
-        run_kind=RUN_KIND, status="running", method=plan.method, target=target, seed=seed, features=feature_kind,
+def _references(s: TransferSettings) -> dict[str, protocol.Reference]:
+    """The validation reference (model selection) and the test reference (reported figures)."""
+    return {split: protocol.reference(s.target, n=s.eval_n, feature_kind=s.features, split=split)
+            for split in protocol.EVAL_SPLITS}
+
+
+def _record(plan: _Plan, adapter: Adapter) -> RunRecord:
+    s = plan.settings
+    return RunRecord(
+        run_kind=RUN_KIND, status="running", method=s.method, target=s.target, seed=s.seed, features=s.features,
         data=plan.target.provenance(),
-        extra={"source": source, "source_path": plan.ckpt.path, "steps": steps, "eval_every": eval_every,
-               "options": {k: v for k, v in plan.resolved.to_dict().items() if v is not None},
-               "options_given": plan.options.given(), "train": tcfg, "source_data": plan.ckpt.config.get("data")},
+        extra={"settings": asdict(s), "source": s.source, "source_path": plan.ckpt.path, "steps": s.steps,
+               "eval_every": s.eval_every, "options": {k: v for k, v in plan.resolved.to_dict().items() if v is not None},
+               "options_given": plan.given.given(), "train": adapter.record().get("train"),
+               "adapter": adapter.record(), "source_data": plan.ckpt.config.get("data"),
+               "protocol": protocol.PROTOCOL_VERSION},
     )
-    plan.run.write_config(record)
-    if plan.restarted:  # an unfinished run at ``out`` starts over: drop its partial evaluation rows
-        plan.run.drop_metrics()
-    adapter = T.build(plan.method, plan.source, plan.target.images, plan.resolved, seed=seed,
-                      feature_fn=perceptual_features() if plan.method in T.LATENT else None)
-    return ref, record, adapter
+
+
+def _adapter(plan: _Plan) -> Adapter:
+    s = plan.settings
+    latent = catalog.record(s.method).latent
+    return registry.build(s.method, plan.source, plan.target.images, plan.resolved, seed=s.seed,
+                          feature_fn=perceptual_features() if latent else None)
+
+
+# ---------------------------------------------------------------- the loop
 
 
 @dataclass
-class _Trained:
-    final: dict[str, float]
-    history: list[dict[str, float]]
-    train_s: float
-    eval_s: float
+class _Progress:
+    """What the loop carries from evaluation to evaluation (and through a resume)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_step: int = -1
+    best_value: float = math.inf
+    train_s: float = 0.0
+    eval_s: float = 0.0
 
 
-def _loop(plan: _Plan, adapter: T.Adapter, ref: protocol.Reference, *, source: str, target: str, steps: int,
-          seed: int, eval_every: int | None, feature_kind: str, on_eval: EvalCallback | None,
-          show_progress: bool) -> _Trained:
-    method, run = plan.method, plan.run
-    points = set(eval_steps(steps, eval_every))
-    common = {"seed": seed, "features": feature_kind, "n": len(ref), "target": target}
-    done = _Trained({}, [], 0.0, 0.0)
-    with Progress(steps, f"transfer[{method}]", enabled=show_progress) as progress:
-        log = progress.write if show_progress else (lambda line: None)
+class _Loop:
+    """The training loop of one run: steps, validation evaluations, state and best checkpoints."""
 
-        def evaluate(step: int) -> dict[str, float]:
-            t_eval = time.perf_counter()
-            values = protocol.score(generator_sampler(adapter.sampling_generator()), ref, seed=seed)
-            run.append_metrics(metric_rows(method, step, values, **common))
-            done.history.append({"step": step, **{k: float(v) for k, v in values.items()}})
-            log(f"step {step}: FID {values['fid']:.3f}  KMMD {values['kmmd']:.4f}  MV {values['mv']:.3f}")
-            done.eval_s += time.perf_counter() - t_eval
-            if on_eval is not None:
-                on_eval(step, values)
-            return values
+    def __init__(self, plan: _Plan, adapter: Adapter, refs: dict[str, protocol.Reference], record: RunRecord,
+                 on_eval: EvalCallback | None, show_progress: bool):
+        self.plan, self.adapter, self.refs, self.record = plan, adapter, refs, record
+        self.on_eval, self.show_progress = on_eval, show_progress
+        s = plan.settings
+        self.common = {"seed": s.seed, "features": s.features, "target": s.target}
 
-        log(f"transfer: {method} from {source} to {len(plan.target)} images of {target}, {steps} steps"
-            + (f" (mining {plan.resolved.mining_steps})" if method == "minegan" else ""))
-        evaluate(0)
-        for step in range(1, steps + 1):
-            t_step = time.perf_counter()
-            stats = adapter.step()
-            done.train_s += time.perf_counter() - t_step
-            if not all(math.isfinite(v) for v in stats.values()):
-                raise UserError(f"{method} diverged at step {step} (non-finite loss in {sorted(stats)}): "
-                                f"lower --lr (it was {plan.resolved.lr:g}) and run again with the same --out")
-            progress.update(1, **stats)
-            if step in points and step != steps:
-                evaluate(step)
-        done.final = evaluate(steps)
-    return done
+    def score(self, split: str, sampler=None) -> dict[str, float]:
+        ref = self.refs[split]
+        sampler = sampler or generator_sampler(self.adapter.sampling_generator())
+        return protocol.score(sampler, ref, seed=self.plan.settings.seed)
+
+    def evaluate(self, step: int, done: _Progress, log: Callable[[str], None]) -> None:
+        t_eval = time.perf_counter()
+        values = self.score(protocol.SELECTION_SPLIT)
+        run = self.plan.run
+        run.append_metrics(metric_rows(self.plan.settings.method, step, values, split=protocol.SELECTION_SPLIT,
+                                       n=len(self.refs[protocol.SELECTION_SPLIT]), **self.common))
+        done.history.append({"step": step, **{k: float(v) for k, v in values.items()}})
+        log(f"step {step}: validation FID {values['fid']:.3f}  KMMD {values['kmmd']:.4f}  MV {values['mv']:.3f}")
+        if values[SELECT_ON] < done.best_value:
+            done.best_step, done.best_value = step, float(values[SELECT_ON])
+            selected = {"on": f"{protocol.SELECTION_SPLIT} {SELECT_ON}", "step": step, "value": done.best_value}
+            write_transfer_result(run, self.adapter, self.plan.ckpt.arch, name=BEST_CHECKPOINT,
+                                  record=self.record.replace(metrics=values, metrics_split=protocol.SELECTION_SPLIT,
+                                                             selected=selected))
+        done.eval_s += time.perf_counter() - t_eval
+        if step < self.plan.settings.steps:  # the state a --resume continues from
+            training_state.save_state(run.file(STATE_FILE), self.adapter, step, **asdict(done))
+        if self.on_eval is not None:
+            self.on_eval(step, values)
+
+    def run(self, start: int, done: _Progress) -> _Progress:
+        s = self.plan.settings
+        points = set(eval_steps(s.steps, s.eval_every))
+        with Progress(s.steps, f"transfer[{s.method}]", enabled=self.show_progress, initial=start) as progress:
+            log = progress.write if self.show_progress else (lambda line: None)
+            log(f"transfer: {s.method} from {s.source} to {len(self.plan.target)} images of {s.target}, {s.steps} steps"
+                + (f" (mining {self.plan.resolved.mining_steps})" if s.method == "minegan" else "")
+                + (f", resumed at step {start}" if start else ""))
+            if start == 0:
+                self.evaluate(0, done, log)
+            for step in range(start + 1, s.steps + 1):
+                t_step = time.perf_counter()
+                stats = self.adapter.step()
+                done.train_s += time.perf_counter() - t_step
+                if not all(math.isfinite(v) for v in stats.values()):
+                    raise UserError(f"{s.method} diverged at step {step} (non-finite loss in {sorted(stats)}): lower "
+                                    f"--lr (it was {self.plan.resolved.lr:g}) and run again with a new --out")
+                progress.update(1, **stats)
+                if step in points:
+                    self.evaluate(step, done, log)
+        return done
+
+
+# ---------------------------------------------------------------- write
+
+
+def _finish(loop: _Loop, done: _Progress, t0: float, resumed_from: int) -> TransferResult:
+    """Write the final checkpoint, score the final and the best model on the test split, close the run."""
+    plan, s = loop.plan, loop.plan.settings
+    run = plan.run
+    test_n = len(loop.refs[protocol.REPORT_SPLIT])
+    final = loop.score(protocol.REPORT_SPLIT)
+    write_transfer_result(run, loop.adapter, plan.ckpt.arch,
+                          loop.record.replace(metrics=final, metrics_split=protocol.REPORT_SPLIT))
+    best = final if done.best_step == s.steps else loop.score(
+        protocol.REPORT_SPLIT, load_model(run.checkpoint_path(BEST_CHECKPOINT)).sampler)
+    for step, values in sorted({s.steps: final, done.best_step: best}.items()):
+        run.append_metrics(metric_rows(s.method, step, values, split=protocol.REPORT_SPLIT, n=test_n, **loop.common))
+    wall = time.time() - t0
+    best_info = {"step": done.best_step, "selected_on": f"{protocol.SELECTION_SPLIT} {SELECT_ON}",
+                 "val": {k: v for k, v in done.history[[h["step"] for h in done.history].index(done.best_step)].items()
+                         if k != "step"}, "test": best}
+    run.write_config(loop.record.replace(status="done", metrics=final, metrics_split=protocol.REPORT_SPLIT,
+                                         best=best_info, wall_s=round(wall, 1), train_s=round(done.train_s, 2),
+                                         eval_s=round(done.eval_s, 2)))
+    run_state = run.file(STATE_FILE)
+    if storage.exists(run_state):  # the run is complete: nothing left to resume
+        storage.remove_file(run_state)
+    return TransferResult(run=run.path, method=s.method, steps=s.steps, metrics=final, history=done.history,
+                          best_step=done.best_step, best_metrics=best, wall_s=wall, train_s=done.train_s,
+                          eval_s=done.eval_s, resumed_from=resumed_from)
 
 
 def run_transfer(
     source: str,
     target: str,
     method: str,
-    options: T.TransferOptions | dict[str, Any] | None = None,
+    options: TransferOptions | dict[str, Any] | None = None,
     *,
     steps: int,
     out: str,
@@ -256,31 +340,67 @@ def run_transfer(
     Args:
         source: checkpoint directory, run directory or ``zoo:NAME``.
         target: a target spec (``mnist5k:7@25``, a folder, a Parquet table).
-        method: one of :data:`ganlode.methods.transfer.METHODS`.
+        method: one of ``ganlode.methods.catalog.METHODS``.
         options: method options (a TransferOptions or a dict of its fields); unset ones default.
         steps: training steps (for minegan, mining plus joint fine-tuning).
         out: run directory to create (local or s3://); a finished run there is an error, an unfinished
-            one (status "running" in its config.json) is started over.
+            one is started over (``resume_transfer`` continues it instead).
         seed: fixes the target draw, initialisation and every random draw of training.
-        eval_every: score every so many steps (None: steps // 10; 0: only at start and end).
-        on_eval: called as ``on_eval(step, metrics)`` after each evaluation.
+        eval_every: score on the validation split every so many steps (None: steps // 10; 0: start and end).
+        on_eval: called as ``on_eval(step, validation metrics)`` after each evaluation.
         feature_kind: evaluation features, ``classifier`` or ``inception``.
-        eval_n: cap on the held-out reference size (None: the whole held-out split).
+        eval_n: cap on the validation and test reference sizes (None: the whole splits).
         show_progress: a progress bar and one line per evaluation on stderr (False: silent).
 
     Returns:
-        The final metrics, the evaluation history and the run path.
+        The final and best-by-validation models' test metrics, the validation history and the run path.
     """
     t0 = time.time()
-    settings = dict(steps=steps, seed=seed, eval_every=eval_every, feature_kind=feature_kind)
-    plan = _check(source, target, method, options, out=out, eval_n=eval_n, **settings)
-    ref, record, adapter = _build(plan, source=source, target=target, eval_n=eval_n, **settings)
-    trained = _loop(plan, adapter, ref, source=source, target=target, on_eval=on_eval, show_progress=show_progress,
-                    **settings)
-    record = record.replace(metrics=trained.final)
-    write_transfer_result(plan.run, adapter, plan.ckpt.arch, record)
-    wall = time.time() - t0
-    plan.run.write_config(record.replace(status="done", wall_s=round(wall, 1), train_s=round(trained.train_s, 2),
-                                         eval_s=round(trained.eval_s, 2)))
-    return TransferResult(run=out, method=method, steps=steps, metrics=trained.final, history=trained.history,
-                          wall_s=wall, train_s=trained.train_s, eval_s=trained.eval_s)
+    given = options.given() if isinstance(options, TransferOptions) else dict(options or {})
+    settings = TransferSettings(source, target, method, given, steps, seed, eval_every, feature_kind, eval_n)
+    plan = _check(settings, out)
+    if plan.run.is_run() and plan.run.read_record().done:
+        raise UserError(f"{out} already holds a finished run (never overwritten): pass a new --out, or delete it first")
+    restarted = plan.run.is_run()
+    refs = _references(settings)
+    adapter = _adapter(plan)
+    record = _record(plan, adapter)
+    plan.run.write_config(record)
+    if restarted:  # an unfinished run at ``out`` starts over: drop its partial rows and state
+        plan.run.drop_metrics()
+        if storage.exists(plan.run.file(STATE_FILE)):
+            storage.remove_file(plan.run.file(STATE_FILE))
+    loop = _Loop(plan, adapter, refs, record, on_eval, show_progress)
+    return _finish(loop, loop.run(0, _Progress()), t0, 0)
+
+
+def resume_transfer(run_path: str, *, on_eval: EvalCallback | None = None, show_progress: bool = True) -> TransferResult:
+    """Continue the unfinished transfer run at ``run_path`` from its last state, bit for bit.
+
+    Every setting comes from the run's config.json. A run killed before its first state was
+    saved starts over; a finished run is an error (nothing to resume).
+    """
+    t0 = time.time()
+    run = RunDir(run_path)
+    run.require_run()
+    old = run.read_record()
+    if old.run_kind != RUN_KIND or "settings" not in old.extra:
+        raise UserError(f"{run_path} is a {old.run_kind} run, not a transfer this version can resume: "
+                        "pass the --out of a `ganlode transfer` run")
+    if old.done:
+        raise UserError(f"{run_path} is finished; there is nothing to resume (its results are in {run.file('metrics.parquet')})")
+    settings = TransferSettings(**old.extra["settings"])
+    plan = _check(settings, run_path)
+    refs = _references(settings)
+    adapter = _adapter(plan)
+    record = _record(plan, adapter)
+    state_path = run.file(STATE_FILE)
+    start, done, resumed = 0, _Progress(), storage.exists(state_path)
+    if resumed:
+        start, progress = training_state.load_state(state_path, adapter)
+        done = _Progress(**progress)
+    run.drop_metrics(after_step=start if resumed else -1)  # rows of steps the resumed loop will run again
+    run.drop_metrics(split=protocol.REPORT_SPLIT)  # test rows come only from the end of a run
+    run.write_config(record)
+    loop = _Loop(plan, adapter, refs, record, on_eval, show_progress)
+    return _finish(loop, loop.run(start, done), t0, start)

@@ -18,11 +18,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...methods import transfer as T
-from ...methods.finetune import train_config
 from .. import storage
 from ..artifacts.records import RunRecord
 from ..artifacts.rundir import WEIGHTS_FILE, RunDir, metric_rows
+from ..artifacts.sampling import generator_sampler
+from ..evaluation import protocol
 from ..pipelines.transfer import write_transfer_result
 from ..report.plots import search_png
 from .spec import BEST_FILE, BEST_RUN, PLOT_FILE, REPORTED, TRIALS_FILE, Prepared, trial_run_dir
@@ -93,26 +93,31 @@ def export_best(prepared: Prepared, result: Any, row: dict[str, Any], out: str) 
     setup = build_trial(spec, config)
     with result.checkpoint.as_directory() as d:
         step, history = load_trial_state(setup.adapter, d)
-    final = {k: v for k, v in history[-1].items() if k != "step"}
-    adversarial = setup.method in T.ADVERSARIAL
+    final_val = {k: v for k, v in history[-1].items() if k != "step"}
     features, target = "classifier", spec.target  # trials score with the protocol's default features
     tune_info = {"search": spec.out, "trial_id": row["trial_id"], "method": spec.method, "metric": spec.metric,
                  "mode": spec.mode, "searched": config, "val_n": spec.val_n}
     record = RunRecord(
         run_kind="transfer", status="done", method=setup.method, target=target, seed=spec.seed, features=features,
-        data=setup.target.provenance(), metrics=final,
+        data=setup.target.provenance(), metrics=final_val,
         extra={"source": spec.sources[0], "source_path": setup.checkpoint.path, "steps": step,
                "eval_every": spec.eval_every, "eval_n": spec.val_n,
                "options": {k: v for k, v in setup.options.to_dict().items() if v is not None},
                "options_given": prepared.space.options(config).given(),
-               "train": train_config(setup.options, setup.source, spec.seed).to_dict() if adversarial else None,
+               "train": setup.adapter.record().get("train"), "adapter": setup.adapter.record(),
                "source_data": setup.checkpoint.config.get("data"), "tune": tune_info},
     )
+    common = dict(seed=spec.seed, features=features, target=target)
+    n = int(final_val.get("n", 0))
+    rows = [r for h in history for r in metric_rows(setup.method, int(h["step"]), {k: v for k, v in h.items() if k != "step"},
+                                                     split=protocol.SELECTION_SPLIT, n=n, **common)]
+    # The search chose this trial on validation; its figures are the test split's, read here once.
+    test_ref = protocol.reference(target, n=spec.val_n, feature_kind=features, split=protocol.REPORT_SPLIT)
+    test = protocol.score(generator_sampler(setup.adapter.sampling_generator()), test_ref, seed=spec.seed)
+    rows += metric_rows(setup.method, step, test, split=protocol.REPORT_SPLIT, n=len(test_ref), **common)
+    record = record.replace(metrics=test, metrics_split=protocol.REPORT_SPLIT, val_metrics=final_val)
     run = RunDir(out)
     write_transfer_result(run, setup.adapter, setup.checkpoint.arch, record)
-    n = int(final.get("n", 0))
-    rows = [r for h in history for r in metric_rows(setup.method, int(h["step"]), {k: v for k, v in h.items() if k != "step"},
-                                                     seed=spec.seed, features=features, n=n, target=target)]
     run.append_metrics(rows)
     run.write_config(record)
     return run.read_config()

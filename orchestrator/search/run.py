@@ -6,10 +6,11 @@ at each rung, Optuna (TPE, seeded) proposes the next. :func:`run_search` checks 
 builds the tuner (or restores it), fits it, and once every trial has ended writes the results
 (:mod:`.results`).
 
-Validation set. The target's held-out evaluation split (``load_target(spec, split="eval")``,
-disjoint from every training draw), in full unless ``val_n`` caps it. It is the reference
-``ganlode eval`` uses, so a search's best score is optimistic on it; compare a chosen
-configuration with fresh training seeds (``benchmarks/tune_search.py`` does).
+Validation set. Trials are scored on the target's validation split (``split="val"``, disjoint
+from every training draw and from the test split), in full unless ``val_n`` caps it; the best
+trial is chosen on it, and only the exported best run (``OUT/best``) is then scored once on the
+test split, which is what ``ganlode eval`` reads. A search's best validation score is optimistic;
+its test score is not.
 
 Faults. ``FailureConfig(max_failures)`` restarts a failed trial from its last checkpoint (the
 exact training state: weights, optimizer moments, RNG, step), so a retried trial continues the
@@ -82,7 +83,7 @@ def _new_tuner(spec: SearchSpec, prepared: Prepared, callbacks: Sequence[Any], h
         capped = f" (capped from {spec.concurrent}: the cluster has {free.get('CPU', 0):g} CPUs{gpus} free)" \
             if concurrency < min(spec.concurrent, spec.trials) else ""
         print(f"tune: {spec.trials} trials of {spec.method} x {spec.steps} steps, at most {concurrency} at once"
-              f"{capped}; optimising {spec.metric} ({spec.mode}) on the held-out split of {spec.target}",
+              f"{capped}; optimising {spec.metric} ({spec.mode}) on the validation split of {spec.target}",
               file=sys.stderr)
     _write_spec(spec, concurrency)
     fs, path = experiment_path(spec.out)

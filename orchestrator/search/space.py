@@ -1,7 +1,7 @@
 """Search spaces of ``ganlode tune``: the defaults per method, a YAML/JSON override, validation.
 
 A space maps transfer options (the fields of
-:class:`~ganlode.methods.transfer.TransferOptions`) to a distribution or a fixed value. In a
+:class:`~ganlode.methods.base.TransferOptions`) to a distribution or a fixed value. In a
 file (YAML or JSON, same shape)::
 
     freeze_depth: {randint: [0, 3]}            # whole numbers, both ends included
@@ -25,7 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ...methods import transfer as T
+from ...methods import catalog, options as method_options
+from ...methods.base import OptionError, TransferOptions
 from ...methods.multisource import MultiSourceConfig
 from .. import storage
 from ..errors import UserError
@@ -48,7 +49,7 @@ DISTILL_WEIGHT = (1e-2, 1e2)
 
 
 def is_method(method: str) -> bool:
-    return method in T.METHODS or method == MULTI_SOURCE or _combination(method) is not None
+    return method in catalog.METHODS or method == MULTI_SOURCE or _combination(method) is not None
 
 
 def _combination(method: str) -> tuple[str, ...] | None:
@@ -59,12 +60,12 @@ def _combination(method: str) -> tuple[str, ...] | None:
 
 
 def method_names() -> str:
-    return ", ".join([*T.METHODS, "freezed+l2sp (any + of freezed, l2sp, distill)", MULTI_SOURCE])
+    return ", ".join([*catalog.METHODS, "freezed+l2sp (any + of freezed, l2sp, distill)", MULTI_SOURCE])
 
 
 def build_method(method: str) -> str:
-    """The :mod:`ganlode.methods.transfer` method that trains ``method``'s trials."""
-    if method in T.METHODS:
+    """The ganlode.methods method that trains ``method``'s trials."""
+    if method in catalog.METHODS:
         return method
     if method == MULTI_SOURCE:
         return "minegan"
@@ -74,7 +75,7 @@ def build_method(method: str) -> str:
 
 
 def accepted(method: str) -> frozenset[str]:
-    return MINE_OPTIONS if method == MULTI_SOURCE else T.ACCEPTS[build_method(method)]
+    return MINE_OPTIONS if method == MULTI_SOURCE else catalog.ACCEPTS[build_method(method)]
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ class SearchSpace:
                 values[k] = float(values[k])
         return values
 
-    def options(self, config: dict[str, Any]) -> T.TransferOptions:
+    def options(self, config: dict[str, Any]) -> TransferOptions:
         """The TransferOptions of one single-source trial's config."""
-        return T.TransferOptions(**self.values(config))
+        return TransferOptions(**self.values(config))
 
     def mine_overrides(self, config: dict[str, Any], steps: int) -> dict[str, Any]:
         """MultiSourceConfig fields of one multi-source trial (``steps`` in all)."""
@@ -281,8 +282,8 @@ def parse_space(doc: dict[str, Any], method: str, *, critic_blocks: int, steps: 
         except (TypeError, ValueError) as e:
             raise UserError(f"{where}: {e}") from None
         try:
-            T.check_options(build, options, critic_blocks=critic_blocks, steps=steps)
-        except T.OptionError as e:
+            method_options.check(build, options, critic_blocks=critic_blocks, steps=steps)
+        except OptionError as e:
             raise UserError(f"{where}: {e}") from None
     return space
 

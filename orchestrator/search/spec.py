@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ...actors.placement import plan_nested_resources
-from ...methods import transfer as T
+from ...methods import catalog
+from ...methods.base import Source
 from .. import storage
 from ..data.spec import load_target
 from ..errors import UserError
@@ -149,13 +150,13 @@ def _check_mine_sources(spec: SearchSpec) -> tuple[Any, int]:
 def _check_source(spec: SearchSpec) -> tuple[Any, int]:
     """(the source's architecture, critic blocks) of a single-source search."""
     src, ckpt = load_source(spec.sources[0])
-    if S.build_method(spec.method) in T.NEEDS_CRITIC and src.critic is None:
+    if S.build_method(spec.method) in catalog.NEEDS_CRITIC and src.critic is None:
         raise UserError(f"{ckpt.path} holds no critic weights, which --method {spec.method} starts from: "
                         "use a checkpoint written by `ganlode pretrain`")
     return ckpt.arch, critic_blocks(src)
 
 
-def critic_blocks(src: T.Source) -> int:
+def critic_blocks(src: Source) -> int:
     """The source critic's depth, the range of freeze_depth (3, the nets' default, without a critic)."""
     return src.critic.num_blocks if src.critic is not None else 3
 

@@ -31,7 +31,8 @@ from ray import tune
 from ray.util import get_current_placement_group
 
 from ...actors.placement import default_gpus_per_source, plan_nested_resources
-from ...methods import transfer as T
+from ...methods import catalog, options as method_options, registry
+from ...methods.base import Adapter, Source, TransferOptions
 from ..artifacts.sampling import generator_sampler
 from ..data.imageset import ImageSet
 from ..data.spec import load_target
@@ -47,10 +48,10 @@ from .state import load_trial_state, read_meta, save_trial_state, write_meta
 
 @dataclass
 class TrialSetup:
-    adapter: T.Adapter
+    adapter: Adapter
     method: str  # the methods/ method that trains it
-    options: T.TransferOptions  # resolved
-    source: T.Source
+    options: TransferOptions  # resolved
+    source: Source
     checkpoint: Any  # the source's loaded checkpoint (path, config, arch)
     target: ImageSet
 
@@ -60,10 +61,10 @@ def build_trial(spec: SearchSpec, config: dict[str, Any]) -> TrialSetup:
     src, ckpt = load_source(spec.sources[0])
     space = S.parse_space(spec.space, spec.method, critic_blocks=critic_blocks(src), steps=spec.steps)
     method = S.build_method(spec.method)
-    options = T.resolve_options(method, space.options(config), src, spec.steps)
+    options = method_options.resolve(method, space.options(config), src, spec.steps)
     target = load_target(spec.target, seed=spec.seed)
-    adapter = T.build(method, src, target.images, options, seed=spec.seed,
-                      feature_fn=perceptual_features() if method in T.LATENT else None)
+    adapter = registry.build(method, src, target.images, options, seed=spec.seed,
+                      feature_fn=perceptual_features() if method in catalog.LATENT else None)
     return TrialSetup(adapter, method, options, src, ckpt, target)
 
 
@@ -95,7 +96,7 @@ def transfer_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str
     trial_id = tune.get_context().get_trial_id()
     setup = build_trial(s, config)
     adapter = setup.adapter
-    ref = protocol.reference(s.target, n=s.val_n)
+    ref = protocol.reference(s.target, n=s.val_n, split=protocol.SELECTION_SPLIT)  # never the test split
     start, history, earlier_s = 0, [], 0.0
     restored = tune.get_checkpoint()
     if restored is not None:
@@ -241,4 +242,4 @@ def mine_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str, An
                       resume=True, in_process=not on_actors, threads=None if on_actors else threads,
                       eval_every=s.eval_every, on_eval=on_eval, eval_n=s.val_n, show_progress=False,
                       placement_group=placement_group)
-    report(s.steps, result.metrics)
+    report(s.steps, result.val_metrics)  # trials are compared on validation; test is for the exported best

