@@ -25,6 +25,7 @@ import torch
 
 from .artifacts.loaders import LoadedModel, load_model
 from .artifacts.rundir import BEST_CHECKPOINT, RunDir
+from .errors import UserError
 from .evaluation import protocol
 from .pipelines import evaluate as evaluate_pipeline
 from .pipelines.mine import mine_config, run_mine
@@ -97,9 +98,9 @@ class TuneRun(_Run):
     trials: list[dict[str, Any]] = field(default_factory=list)  # one row per trial
 
 
-def transfer(source: str, target: str, method: str = "finetune", *, out: str, steps: int = 500, seed: int = 0,
+def transfer(source: str | None = None, target: str | None = None, method: str = "finetune", *, out: str, steps: int = 500, seed: int = 0,
              eval_every: int | None = None, features: str = "classifier", eval_n: int | None = None,
-             resume: bool = False, progress: bool = False, **options: Any) -> TransferRun:
+             resume: bool = False, progress: bool = False, force_unlock: bool = False, **options: Any) -> TransferRun:
     """Adapt ``source`` to ``target`` with one method (``ganlode transfer``).
 
     Args:
@@ -108,41 +109,48 @@ def transfer(source: str, target: str, method: str = "finetune", *, out: str, st
         method: one of ``ganlode.methods.catalog.METHODS``.
         out: the run directory to write (local or ``s3://``).
         resume: continue the unfinished run at ``out`` (every other setting comes from it).
+        force_unlock: remove the lock of ``out`` even if its holder may be alive (one writer per run:
+            without it a run that another process is writing is refused).
         options: the method's options by field name (``freeze_depth=2``, ``lr=1e-4``, ...).
     """
+    if not resume and (source is None or target is None):
+        raise UserError("transfer needs a source and a target (or resume=True to continue the run at out)")
     if resume:
-        r = resume_transfer(out, show_progress=progress)
+        r = resume_transfer(out, show_progress=progress, force_unlock=force_unlock)
     else:
         r = run_transfer(source, target, method, options, steps=steps, out=out, seed=seed, eval_every=eval_every,
-                         feature_kind=features, eval_n=eval_n, show_progress=progress)
+                         feature_kind=features, eval_n=eval_n, show_progress=progress, force_unlock=force_unlock)
     return TransferRun(r.run, r.metrics, r.method, r.history, r.best_step, r.best_metrics)
 
 
 def mine(sources: Sequence[str], target: str, *, out: str, mining_steps: int = 1000, finetune_steps: int = 500,
          seed: int = 0, in_process: bool = False, eval_every: int = 0, features: str = "classifier",
-         eval_n: int | None = None, resume: bool = False, progress: bool = False, **config: Any) -> MineRun:
+         eval_n: int | None = None, resume: bool = False, progress: bool = False, force_unlock: bool = False,
+         **config: Any) -> MineRun:
     """Multi-source MineGAN (``ganlode mine``): one Ray actor per source unless ``in_process``.
 
     ``config`` sets any other field of ``MultiSourceConfig`` (``batch``, ``lr_miner``, ``window``, ...);
-    the loss defaults to the first source's.
+    the loss defaults to the first source's. ``force_unlock`` as for :func:`transfer`.
     """
     loss = config.pop("loss", None) or trained_loss(load_sources(list(sources))[0])
     cfg = mine_config(loss, mining_steps=mining_steps, finetune_steps=finetune_steps, seed=seed, **config)
     r = run_mine(list(sources), target, out, cfg, seed=seed, in_process=in_process, eval_every=eval_every,
-                 feature_kind=features, eval_n=eval_n, resume=resume, show_progress=progress)
+                 feature_kind=features, eval_n=eval_n, resume=resume, show_progress=progress, force_unlock=force_unlock)
     return MineRun(r.run, r.metrics, r.shares, r.true_shares)
 
 
 def tune(source: str | Sequence[str], target: str, method: str, *, out: str, trials: int = 8, steps: int = 500,
          concurrent: int = 2, eval_every: int | None = None, metric: str = "kmmd", mode: str = "min", seed: int = 0,
-         val_n: int | None = None, cpus_per_trial: float = 1.0, resume: bool = False, verbose: int = 0) -> TuneRun:
+         val_n: int | None = None, cpus_per_trial: float = 1.0, resume: bool = False, verbose: int = 0,
+         force_unlock: bool = False) -> TuneRun:
     """Search a method's settings with Ray Tune + Optuna (``ganlode tune``); trials are compared on
-    the validation split, and the exported best run (``OUT/best``) is scored on the test split."""
+    the validation split, and the exported best run (``OUT/best``) is scored on the test split.
+    ``force_unlock`` as for :func:`transfer`."""
     sources = (source,) if isinstance(source, str) else tuple(source)
     spec = SearchSpec(sources=sources, target=target, method=method, space={}, trials=trials, concurrent=concurrent,
                       steps=steps, eval_every=eval_every or max(1, steps // 10), out=out, metric=metric, mode=mode,
                       seed=seed, val_n=val_n, cpus_per_trial=cpus_per_trial)
-    outcome = run_search(with_default_space(spec), resume=resume, verbose=verbose)
+    outcome = run_search(with_default_space(spec), resume=resume, verbose=verbose, force_unlock=force_unlock)
     best = read_json(join(out, BEST_FILE)) if outcome.complete else {}
     best_run = join(out, BEST_RUN)
     metrics = RunDir(best_run).read_config().get("metrics", {}) if best else {}

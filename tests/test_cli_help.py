@@ -156,6 +156,7 @@ def test_the_readmes_examples_are_found():
     (["submit", "--address", "http://127.0.0.1:8265", "--", "tune", "--target", "mnist5k:7@100", "--out", "o"],
      "missing --source, --method"),
     (["transfer", "--source", "zoo:digits-0to4", "--out", "o"], "missing --target, --method"),
+    (["pretrain", "--data", "mnist5k:0-4"], "--out"),  # required (click >= 8.3 takes default=None as given)
     (["transfer", "--resume", "runs/ft7", "--steps", "10"], "drop --steps"),
     (["mine", "--source", "zoo:a", "--target", "t", "--out", "o"], "two or more"),
     (["eval", "runs/ft7", "--split", "train"], "--split"),
@@ -297,3 +298,15 @@ def test_eval_passes_the_split(monkeypatch, capsys, argv, split):
     assert main(["eval", "runs/x", *argv]) == 0
     assert seen["split"] == split
     assert f"vs 5 {split} images of T" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from ganlode.orchestrator.pipelines import transfer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transfer, "run_transfer", interrupted)
+    assert main(["transfer", "--source", "S", "--target", "T", "--method", "glo", "--out", "R"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: interrupted")

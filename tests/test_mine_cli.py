@@ -98,7 +98,8 @@ def test_resume_continues_from_the_last_checkpoint_without_repeating_steps(sourc
     steps = [r["step"] for r in pq.read_table(os.path.join(run, "shares.parquet")).to_pylist() if r["index"] == 0]
     assert steps == list(range(1, 9))  # every step once
     rows = pq.read_table(os.path.join(run, "metrics.parquet")).to_pylist()
-    fid_steps = [r["step"] for r in rows if r["metric"] == "fid"]
+    fid_steps = [r["step"] for r in rows if r["metric"] == "fid" and r["split"] == "val"]
+    assert [r["step"] for r in rows if r["metric"] == "fid" and r["split"] == "test"] == [8]  # once, at the end
     assert fid_steps == [0, 2, 4, 6, 8]  # the evaluation at 6 from before the crash is not doubled
     # the resumed run equals an uninterrupted one
     straight = str(tmp_path / "straight")

@@ -21,7 +21,7 @@ def _fake_run(tmp_path):
     rows = []
     for method, base in (("finetune", 30.0), ("freezed", 20.0), ("scratch", 90.0)):
         for step in (10, 20):
-            rows += metric_rows(method, step, {"fid": base / step * 10, "kmmd": base / 1000, "mv": 0.9}, seed=0)
+            rows += metric_rows(method, step, {"fid": base / step * 10, "kmmd": base / 1000, "mv": 0.9}, seed=0, split="val")
     run.append_metrics(rows)
     g = torch.Generator().manual_seed(0)
     for name in ("target", "finetune", "freezed", "scratch"):

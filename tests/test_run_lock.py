@@ -21,7 +21,7 @@ import time
 import pytest
 
 from ganlode.orchestrator.errors import UserError
-from ganlode.orchestrator.storage import lock as lockmod
+from ganlode.orchestrator.storage.lock import s3 as lockmod
 from ganlode.orchestrator.storage.lock import LOCK_FILE, RunLock
 
 pytestmark = pytest.mark.timeout(60)

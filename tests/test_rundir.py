@@ -33,7 +33,8 @@ ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 
 def _evaluations(run: RunDir, steps) -> None:
     for step in steps:
-        run.append_metrics(metric_rows("finetune", step, {"fid": 100.0 - step, "kmmd": 0.1}, target="mnist5k:7@12"))
+        run.append_metrics(metric_rows("finetune", step, {"fid": 100.0 - step, "kmmd": 0.1}, target="mnist5k:7@12",
+                                            split="val"))
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -67,7 +68,7 @@ def test_each_evaluation_appends_one_part_and_rewrites_none(run):
 
 def test_dropping_rows_touches_only_their_parts(run):
     _evaluations(run, [0, 10, 20])
-    run.append_metrics(metric_rows("mine", 30, {"fid": 1.0}))
+    run.append_metrics(metric_rows("mine", 30, {"fid": 1.0}, split="test"))
     metrics = run.file(METRICS_FILE)
     before = {n: storage.read_bytes(storage.join(metrics, n)) for n in storage.part_names(metrics)}
     run.drop_metrics("finetune", after_step=10)
@@ -82,7 +83,7 @@ def test_dropping_rows_touches_only_their_parts(run):
 def test_a_single_file_table_becomes_the_first_part(tmp_path):
     run = RunDir(str(tmp_path / "old"))
     old = pa.Table.from_pylist([{**r, "seed": 0, "features": "classifier", "n": 5, "target": "t", "time": "x"}
-                                for r in metric_rows("scratch", 0, {"fid": 7.0})], schema=METRICS_SCHEMA)
+                                for r in metric_rows("scratch", 0, {"fid": 7.0}, split="test")], schema=METRICS_SCHEMA)
     os.makedirs(run.path)
     pq.write_table(old, run.file(METRICS_FILE))  # as versions before the part-file layout wrote it
     assert run.read_metrics().to_pylist() == old.to_pylist()

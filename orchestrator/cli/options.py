@@ -40,7 +40,9 @@ def flag(name: str) -> str:
 
 def out(help: str, *, required: bool = False, default: str | None = None, metavar: str = "PATH") -> Decorator:
     """``--out``: where the command writes (local or s3://)."""
-    return click.option("--out", required=required, default=default, metavar=metavar, help=help)
+    # No default=None for a required option: click >= 8.3 takes an explicit None as a given default.
+    extra = {} if default is None else {"default": default}
+    return click.option("--out", required=required, metavar=metavar, help=help, **extra)
 
 
 def seed(help: str = "seed of every random draw (default 0)") -> Decorator:

@@ -8,6 +8,10 @@
 3. Everything scored under the evaluation protocol, gathered into one run directory:
    ``metrics.parquet``, ``shares.parquet``, sample grids beside real target images, and
    ``report.html``.
+
+The demo holds the lock of its ``--out`` (:mod:`.ownership`) for the whole run; its mining and
+baseline runs (``OUT/mine``, ``OUT/transfer/<method>``) take their own, and its report is
+written under the demo's.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..data.spec import load_target
 from ..errors import UserError
 from ..report.html import build_report
 from .mine import mine_config, run_mine
+from .ownership import LockedRunDir, owning
 from .transfer import run_transfer
 
 MINE_SOURCES = ("zoo:digits-0to4", "zoo:digits-5to9", "zoo:animals-0to4", "zoo:animals-5to9")
@@ -50,7 +55,7 @@ class Budget:
 
 BUDGETS = {
     "default": Budget(mining_steps=500, finetune_steps=100, transfer_steps=300, eval_every=100, eval_n=None),
-    "quick": Budget(mining_steps=250, finetune_steps=50, transfer_steps=150, eval_every=50, eval_n=100),
+    "quick": Budget(mining_steps=250, finetune_steps=50, transfer_steps=150, eval_every=50, eval_n=None),
 }
 
 
@@ -63,11 +68,18 @@ def _copy_samples(src: RunDir, dst: RunDir, prefix: str) -> None:
 
 
 def run_demo(out: str, budget: Budget, *, seed: int = 0, show_progress: bool = True,
-             methods: tuple[str, ...] = BASELINES) -> dict:
-    """Run the demo into ``out``; returns {"rows": summary rows, "report": path, "wall_s": s}."""
+             methods: tuple[str, ...] = BASELINES, force_unlock: bool = False) -> dict:
+    """Run the demo into ``out``; returns {"rows": summary rows, "report": path, "wall_s": s}.
+
+    ``force_unlock`` removes the lock of ``out`` even if its holder may be alive (``--force-unlock``).
+    """
+    with owning(out, force_unlock=force_unlock) as lock:
+        return _demo(LockedRunDir(out, lock), budget, seed=seed, show_progress=show_progress, methods=methods)
+
+
+def _demo(run: LockedRunDir, budget: Budget, *, seed: int, show_progress: bool, methods: tuple[str, ...]) -> dict:
     t0 = time.time()
-    storage.check_writable(out)
-    run = RunDir(out)
+    out = run.path
     if run.is_run():
         raise UserError(f"{out} already holds a run: pass a new --out, or delete it first")
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if show_progress else (lambda s: None)
@@ -113,7 +125,7 @@ def run_demo(out: str, budget: Budget, *, seed: int = 0, show_progress: bool = T
         real = load_target(spec, seed=seed).images
         run.write_sample(name, grid_png(real[torch.randperm(len(real), generator=g)[:64]]))
     run.write_config(run.read_record().replace(true_shares=true, wall_s=round(time.time() - t0, 1)))
-    report = build_report(out, title="ganlode demo")
+    report = build_report(out, title="ganlode demo", lock=run.lock)
     return {"rows": rows, "report": report, "wall_s": time.time() - t0, "true_shares": true}
 
 

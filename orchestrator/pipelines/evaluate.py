@@ -3,6 +3,9 @@
 What the path is comes from its ``config.json`` record, never from which files lie beside it:
 a run directory (its final checkpoint is scored, and the rows are appended to the run's
 ``metrics.parquet``) or a checkpoint (zoo:NAME included; nothing is written).
+
+Scoring a run takes the run's lock (:mod:`.ownership`) before it reads the model, so rows are
+never appended to a run that another process is writing: that is refused in one line.
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import storage
 from ..artifacts.loaders import load_model, locate
-from ..artifacts.rundir import METRICS_FILE, RunDir, metric_rows
+from ..artifacts.records import RunRecord, record_type
+from ..artifacts.rundir import CONFIG_FILE, METRICS_FILE, metric_rows
+from ..artifacts.zoo import resolve
 from ..errors import UserError
 from ..evaluation import features, protocol
+from .ownership import LockedRunDir, owning
 
 
 @dataclass
@@ -34,10 +41,23 @@ def _recorded_target(config: dict[str, Any], what: str) -> str:
     return spec
 
 
+def _run_at(path: str) -> str | None:
+    """The run directory ``path`` names (its config.json records a run), else None (a checkpoint,
+    zoo:NAME, or nothing: :func:`locate` words that)."""
+    resolved = resolve(path)
+    config = storage.join(resolved, CONFIG_FILE)
+    if storage.exists(config) and record_type(storage.read_json(config)) is RunRecord:
+        return resolved
+    return None
+
+
 def evaluate_model(path: str, *, target: str | None = None, n: int | None = None, feature_kind: str = "classifier",
-                   seed: int = 0, split: str = protocol.REPORT_SPLIT) -> Evaluation:
+                   seed: int = 0, split: str = protocol.REPORT_SPLIT, force_unlock: bool = False) -> Evaluation:
     """Score the run or checkpoint at ``path`` against ``target``'s ``split`` (test by default; default
-    target: the recorded one)."""
+    target: the recorded one).
+
+    A run's rows are appended under its lock: a run that another process is writing is refused
+    (``force_unlock``, ``--force-unlock``: remove a lock whose holder may be alive)."""
     if split not in protocol.EVAL_SPLITS:
         raise UserError(f"--split {split} is unknown: use one of {', '.join(protocol.EVAL_SPLITS)}")
     if n is not None and n < 2:
@@ -46,6 +66,15 @@ def evaluate_model(path: str, *, target: str | None = None, n: int | None = None
         raise UserError("--seed must be >= 0")
     if feature_kind == "inception":
         features.require(feature_kind)
+    run_path = _run_at(path)
+    if run_path is None:
+        return _evaluate(path, target, n, feature_kind, seed, split, None)
+    with owning(run_path, force_unlock=force_unlock) as lock:
+        return _evaluate(path, target, n, feature_kind, seed, split, LockedRunDir(run_path, lock))
+
+
+def _evaluate(path: str, target: str | None, n: int | None, feature_kind: str, seed: int, split: str,
+              run: LockedRunDir | None) -> Evaluation:
     where = locate(path)
     if where.run is not None:
         config = where.run.to_dict()
@@ -59,7 +88,8 @@ def evaluate_model(path: str, *, target: str | None = None, n: int | None = None
     values = protocol.score(model.sampler, ref, seed=seed)
     appended_to = None
     if where.run is not None:
-        run = RunDir(where.path)
+        if run is None or run.path != where.path:  # config.json changed between the two reads
+            raise UserError(f"{where.path} changed while it was being scored; run `ganlode eval` again")
         run.append_metrics(metric_rows(method, step, values, seed=seed, features=feature_kind, n=len(ref),
                                        target=target, split=split))
         appended_to = run.file(METRICS_FILE)

@@ -3,7 +3,9 @@
 :func:`run_mine` is the one entry point; ``ganlode mine`` calls it, and ``ganlode tune --method
 mine`` and ``ganlode demo`` call it with ``on_eval`` to receive metrics. It runs four steps:
 
-1. check: every input before writing anything (bad input is a :class:`UserError`), and where a
+1. check: every input before writing anything (bad input is a :class:`UserError`); then the
+   run's lock (``RUN/.ganlode-lock``, :mod:`.ownership`: one writer per run, a second one, a
+   ``resume=True`` included, is refused while the first is alive) and, under it, where a
    resumed run restarts;
 2. build: the engine, on Ray (one generator actor per source, :mod:`ganlode.actors`; in
    bundles of the caller's placement group when it passes one, as a Tune trial does) or in
@@ -29,7 +31,6 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ...methods.multisource import MultiSourceConfig, selector_shares
-from .. import storage
 from ..artifacts import checkpoint
 from ..artifacts.loaders import mixture_from_state
 from ..artifacts.records import RunRecord
@@ -40,6 +41,7 @@ from ..errors import UserError
 from ..evaluation import features, protocol
 from ..progress import Progress
 from .mine_engine import start_engine
+from .ownership import LockedRunDir, owning
 from .mine_outputs import METHOD, prune_step_checkpoints, read_final, step_checkpoints, write_final, write_step_checkpoint
 from .sources import load_sources, trained_loss
 
@@ -108,8 +110,7 @@ class _Plan:
 
 
 def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig | None, *, seed: int | None,
-           checkpoint_every: int, eval_every: int, chunk: int, feature_kind: str, resume: bool,
-           in_process: bool) -> _Plan:
+           checkpoint_every: int, eval_every: int, chunk: int, feature_kind: str, in_process: bool) -> _Plan:
     if checkpoint_every < 0 or eval_every < 0 or chunk < 1:
         raise UserError("--checkpoint-every and --eval-every must be 0 or more")
     if feature_kind not in features.FEATURES:
@@ -124,7 +125,6 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
         r = arch.resolution
         raise UserError(f"target {target} holds {target_set.channels}x{target_set.resolution}x{target_set.resolution} "
                         f"images but the sources make {arch.channels}x{r}x{r}: pick a target of the sources' size")
-    storage.check_writable(out)
     record = RunRecord(
         run_kind=RUN_KIND, method=METHOD, target=target, seed=cfg.seed, features=feature_kind,
         data=target_set.provenance(),
@@ -132,10 +132,7 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
                "checkpoint_every": checkpoint_every, "eval_every": eval_every,
                "engine": "in-process" if in_process else "ray"},
     )
-    plan = _Plan(list(sources), ckpts, cfg, target_set, RunDir(out), record)
-    if plan.run.is_run():
-        _resume_point(plan, resume)
-    return plan
+    return _Plan(list(sources), ckpts, cfg, target_set, RunDir(out), record)
 
 
 def _resume_point(plan: _Plan, resume: bool) -> None:
@@ -268,6 +265,7 @@ def run_mine(
     show_progress: bool = True,
     chunk: int = 10,
     placement_group: Any = None,
+    force_unlock: bool = False,
 ) -> MineResult:
     """Mine ``sources`` for ``target`` and write a run directory at ``out``.
 
@@ -295,12 +293,28 @@ def run_mine(
             1..N are the generators' and bundle N+1 the coordinator's (their resources are what
             the actors ask for; ``gpus_per_source`` is not used). The group is left in place.
             None: the run makes (and removes) a group of its own. Ignored with ``in_process``.
+        force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``);
+            without it a run another process is writing is refused (a stale lock is taken over).
     """
     t0 = time.time()
     plan = _check(sources, target, out, cfg, seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every,
-                  chunk=chunk, feature_kind=feature_kind, resume=resume, in_process=in_process)
-    if plan.finished is not None:
-        return plan.finished
+                  chunk=chunk, feature_kind=feature_kind, in_process=in_process)
+    with owning(out, force_unlock=force_unlock) as lock:
+        plan.run = LockedRunDir(out, lock)
+        if plan.run.is_run():
+            _resume_point(plan, resume)
+        if plan.finished is not None:
+            return plan.finished
+        return _mine(plan, t0, target=target, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
+                     in_process=in_process, threads=threads, eval_every=eval_every, on_eval=on_eval,
+                     feature_kind=feature_kind, eval_n=eval_n, show_progress=show_progress, chunk=chunk,
+                     placement_group=placement_group)
+
+
+def _mine(plan: _Plan, t0: float, *, target: str, gpus_per_source: float | None, checkpoint_every: int,
+          in_process: bool, threads: int | None, eval_every: int, on_eval: EvalCallback | None, feature_kind: str,
+          eval_n: int | None, show_progress: bool, chunk: int, placement_group: Any) -> MineResult:
+    """Build, loop and write a checked plan (its run's lock is held)."""
     truth = true_shares([c.config for c in plan.ckpts], plan.target)
     refs = {split: protocol.reference(target, n=eval_n, feature_kind=feature_kind, split=split)
             for split in protocol.EVAL_SPLITS}

@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from ...methods import seeding
+from ...methods.seeding import seeded_init
 from ...methods import architectures
 from ...methods.bn import adapt_batchnorm
 from ...methods.nets import Critic, GANConfig, Generator, build_gan
@@ -33,6 +35,7 @@ from ..data.spec import load_target
 from ..errors import UserError
 from ..evaluation import protocol
 from ..progress import Progress
+from .ownership import owning
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -46,9 +49,8 @@ class PretrainResult:
 
 
 def init_gan(arch: GANConfig, seed: int) -> tuple[Generator, Critic]:
-    """Build G and D with weights fixed by ``seed`` (identical on every worker)."""
-    torch.manual_seed(seed)
-    return build_gan(arch)
+    """Build G and D with weights fixed by ``seed`` (identical on every worker); the global RNG is left alone."""
+    return seeded_init(seed, lambda: build_gan(arch))
 
 
 def _run_loop(
@@ -78,7 +80,7 @@ def _run_loop(
     if trainer.G_ema is None:
         return generator, critic, history
     # The averaged weights' own activation statistics, not the last iterate's.
-    latents = torch.randn(2048, arch.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed))
+    latents = torch.randn(2048, arch.latent_dim, generator=seeding.generator(tcfg.seed, "bn-statistics"))
     return adapt_batchnorm(trainer.G_ema, latents), critic, history
 
 
@@ -206,7 +208,7 @@ class PretrainOutcome:
 
 def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_dim: int = 32, g_width: int = 32,
                  d_width: int = 32, workers: int = 0, threads: int | None = None, fp16: bool = False,
-                 show_progress: bool = True) -> PretrainOutcome:
+                 show_progress: bool = True, force_unlock: bool = False) -> PretrainOutcome:
     """Train a GAN on the target spec ``data`` and write it as a checkpoint directory at ``out``.
 
     Args:
@@ -217,6 +219,13 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_d
         workers: data-parallel Ray Train workers (0: train in this process).
         threads: torch threads per process (None: torch's choice; Ray Train workers: 1).
         fp16: store the weights in float16 (halves the file; for shipping).
+        force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``).
+
+    One writer per ``out``: its lock (``OUT/.ganlode-lock``, :mod:`.ownership`) is taken once the
+    inputs are checked, and a second pretrain into the same ``out`` is refused while this one
+    trains. The checkpoint directory is then published in one step, as the last write; locally
+    that swap replaces the directory, lock file included, so the lock ends there (nothing is
+    written after it); on S3 the lock object is outside the published version and is released.
     """
     if steps < 1:
         raise UserError("--steps must be at least 1")
@@ -228,23 +237,24 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_d
                          g_width=g_width, d_width=d_width)
     except ValueError as e:
         raise UserError(f"{data}: {e}; ganlode's nets take 28x28 or 32x32 images with 1 or 3 channels") from None
-    storage.check_writable(out)
-    print(f"pretrain: {len(target)} images of {data}, {steps} steps, loss {tcfg.loss}, "
-          f"{'in-process' if workers == 0 else f'{workers} Ray Train workers'}", file=sys.stderr)
-    if workers == 0:
-        result = pretrain_local(target.images, arch, tcfg, steps, threads=threads, show_progress=show_progress)
-    else:
-        result = pretrain_distributed(target.images, arch, tcfg, steps, workers=workers,
-                                      use_gpu=torch.cuda.is_available(), threads=threads or 1,
-                                      show_progress=show_progress)
-    metrics = protocol.quick_fid(result.generator, data, seed=tcfg.seed)
-    record = ModelRecord(
-        model_kind="gan", arch=architectures.to_dict(arch), steps=steps, created=storage.utc_now(), data=target.provenance(),
-        metrics=metrics,
-        extra={"train": tcfg.to_dict(), "workers": workers, "wall_s": round(result.wall_s, 1),
-               "command": command_line(), "history": result.history},
-    )
-    checkpoint.save_checkpoint(out, record, result.generator, result.critic,
-                               dtype=torch.float16 if fp16 else None,
-                               files={CHECKPOINT_SAMPLES: protocol.sample_grid_png(result.generator, n=64, seed=tcfg.seed)})
+    with owning(out, force_unlock=force_unlock) as lock:
+        print(f"pretrain: {len(target)} images of {data}, {steps} steps, loss {tcfg.loss}, "
+              f"{'in-process' if workers == 0 else f'{workers} Ray Train workers'}", file=sys.stderr)
+        if workers == 0:
+            result = pretrain_local(target.images, arch, tcfg, steps, threads=threads, show_progress=show_progress)
+        else:
+            result = pretrain_distributed(target.images, arch, tcfg, steps, workers=workers,
+                                          use_gpu=torch.cuda.is_available(), threads=threads or 1,
+                                          show_progress=show_progress)
+        metrics = protocol.quick_fid(result.generator, data, seed=tcfg.seed)
+        record = ModelRecord(
+            model_kind="gan", arch=architectures.to_dict(arch), steps=steps, created=storage.utc_now(), data=target.provenance(),
+            metrics=metrics,
+            extra={"train": tcfg.to_dict(), "workers": workers, "wall_s": round(result.wall_s, 1),
+                   "command": command_line(), "history": result.history},
+        )
+        grid = protocol.sample_grid_png(result.generator, n=64, seed=tcfg.seed)
+        lock.check()  # S3: not after the lock was lost
+        checkpoint.save_checkpoint(out, record, result.generator, result.critic,
+                                   dtype=torch.float16 if fp16 else None, files={CHECKPOINT_SAMPLES: grid})
     return PretrainOutcome(out, metrics, result.wall_s)

@@ -3,7 +3,10 @@
 :func:`run_transfer` starts a run and :func:`resume_transfer` continues a killed one;
 ``ganlode transfer``, ``ganlode tune`` trials and ``ganlode demo`` call them. A run is
 
-1. check: every input, before anything is written (bad input is a :class:`UserError`);
+1. check: every input, before anything is written (bad input is a :class:`UserError`); then the
+   run's lock (``RUN/.ganlode-lock``, :mod:`.ownership`): one writer per run, a second one is
+   refused in one line naming the holder; the run's own state (finished already?) is judged
+   under it;
 2. build: the validation and test references, ``RUN/config.json`` (status "running") and the
    method's :class:`~ganlode.methods.base.Adapter`;
 3. loop: ``steps`` training steps. At step 0, every ``eval_every`` steps and at the end the model
@@ -40,6 +43,7 @@ from ..errors import UserError
 from ..evaluation import features, protocol
 from ..evaluation.classifier import perceptual_features
 from ..progress import Progress
+from .ownership import LockedRunDir, owning
 from .sources import load_source
 
 EvalCallback = Callable[[int, dict[str, float]], None]
@@ -188,7 +192,6 @@ def _check(s: TransferSettings, out: str) -> _Plan:
     check_target(target_set, ckpt.arch, s.target, s.source)
     if s.method == "adabn" and len(target_set) < 2:
         raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {s.target} has 1")
-    storage.check_writable(out)
     return _Plan(s, given, resolved, src, ckpt, target_set, RunDir(out))
 
 
@@ -334,6 +337,7 @@ def run_transfer(
     feature_kind: str = "classifier",
     eval_n: int | None = None,
     show_progress: bool = True,
+    force_unlock: bool = False,
 ) -> TransferResult:
     """Adapt ``source`` to ``target`` with ``method`` and write a run directory at ``out``.
 
@@ -351,6 +355,8 @@ def run_transfer(
         feature_kind: evaluation features, ``classifier`` or ``inception``.
         eval_n: cap on the validation and test reference sizes (None: the whole splits).
         show_progress: a progress bar and one line per evaluation on stderr (False: silent).
+        force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``);
+            without it a run another process is writing is refused (a stale lock is taken over).
 
     Returns:
         The final and best-by-validation models' test metrics, the validation history and the run path.
@@ -359,48 +365,60 @@ def run_transfer(
     given = options.given() if isinstance(options, TransferOptions) else dict(options or {})
     settings = TransferSettings(source, target, method, given, steps, seed, eval_every, feature_kind, eval_n)
     plan = _check(settings, out)
-    if plan.run.is_run() and plan.run.read_record().done:
-        raise UserError(f"{out} already holds a finished run (never overwritten): pass a new --out, or delete it first")
-    restarted = plan.run.is_run()
-    refs = _references(settings)
-    adapter = _adapter(plan)
-    record = _record(plan, adapter)
-    plan.run.write_config(record)
-    if restarted:  # an unfinished run at ``out`` starts over: drop its partial rows and state
-        plan.run.drop_metrics()
-        if storage.exists(plan.run.file(STATE_FILE)):
-            storage.remove_file(plan.run.file(STATE_FILE))
-    loop = _Loop(plan, adapter, refs, record, on_eval, show_progress)
-    return _finish(loop, loop.run(0, _Progress()), t0, 0)
+    with owning(out, force_unlock=force_unlock) as lock:
+        plan.run = LockedRunDir(out, lock)
+        if plan.run.is_run() and plan.run.read_record().done:
+            raise UserError(f"{out} already holds a finished run (never overwritten): pass a new --out, or delete it first")
+        restarted = plan.run.is_run()
+        refs = _references(settings)
+        adapter = _adapter(plan)
+        record = _record(plan, adapter)
+        plan.run.write_config(record)
+        if restarted:  # an unfinished run at ``out`` starts over: drop its partial rows and state
+            plan.run.drop_metrics()
+            if storage.exists(plan.run.file(STATE_FILE)):
+                storage.remove_file(plan.run.file(STATE_FILE))
+        loop = _Loop(plan, adapter, refs, record, on_eval, show_progress)
+        return _finish(loop, loop.run(0, _Progress()), t0, 0)
 
 
-def resume_transfer(run_path: str, *, on_eval: EvalCallback | None = None, show_progress: bool = True) -> TransferResult:
-    """Continue the unfinished transfer run at ``run_path`` from its last state, bit for bit.
-
-    Every setting comes from the run's config.json. A run killed before its first state was
-    saved starts over; a finished run is an error (nothing to resume).
-    """
-    t0 = time.time()
-    run = RunDir(run_path)
+def _resumable(run: RunDir) -> TransferSettings:
+    """The settings of the unfinished transfer run ``run``; UserError if there is nothing to resume."""
     run.require_run()
     old = run.read_record()
     if old.run_kind != RUN_KIND or "settings" not in old.extra:
-        raise UserError(f"{run_path} is a {old.run_kind} run, not a transfer this version can resume: "
+        raise UserError(f"{run.path} is a {old.run_kind} run, not a transfer this version can resume: "
                         "pass the --out of a `ganlode transfer` run")
     if old.done:
-        raise UserError(f"{run_path} is finished; there is nothing to resume (its results are in {run.file('metrics.parquet')})")
-    settings = TransferSettings(**old.extra["settings"])
+        raise UserError(f"{run.path} is finished; there is nothing to resume (its results are in {run.file('metrics.parquet')})")
+    return TransferSettings(**old.extra["settings"])
+
+
+def resume_transfer(run_path: str, *, on_eval: EvalCallback | None = None, show_progress: bool = True,
+                    force_unlock: bool = False) -> TransferResult:
+    """Continue the unfinished transfer run at ``run_path`` from its last state, bit for bit.
+
+    Every setting comes from the run's config.json. A run killed before its first state was
+    saved starts over; a finished run is an error (nothing to resume). A run whose writer is
+    still alive is refused (its lock); the lock of a killed one is taken over with a notice.
+    """
+    t0 = time.time()
+    settings = _resumable(RunDir(run_path))
     plan = _check(settings, run_path)
-    refs = _references(settings)
-    adapter = _adapter(plan)
-    record = _record(plan, adapter)
-    state_path = run.file(STATE_FILE)
-    start, done, resumed = 0, _Progress(), storage.exists(state_path)
-    if resumed:
-        start, progress = training_state.load_state(state_path, adapter)
-        done = _Progress(**progress)
-    run.drop_metrics(after_step=start if resumed else -1)  # rows of steps the resumed loop will run again
-    run.drop_metrics(split=protocol.REPORT_SPLIT)  # test rows come only from the end of a run
-    run.write_config(record)
-    loop = _Loop(plan, adapter, refs, record, on_eval, show_progress)
-    return _finish(loop, loop.run(start, done), t0, start)
+    with owning(run_path, force_unlock=force_unlock) as lock:
+        run = plan.run = LockedRunDir(run_path, lock)
+        if _resumable(run) != settings:  # read again under the lock: another writer may have finished it
+            raise UserError(f"{run_path} changed while this resume was starting; run --resume again")
+        refs = _references(settings)
+        adapter = _adapter(plan)
+        record = _record(plan, adapter)
+        state_path = run.file(STATE_FILE)
+        start, done, resumed = 0, _Progress(), storage.exists(state_path)
+        if resumed:
+            start, progress = training_state.load_state(state_path, adapter)
+            done = _Progress(**progress)
+        run.drop_metrics(after_step=start if resumed else -1)  # rows of steps the resumed loop will run again
+        run.drop_metrics(split=protocol.REPORT_SPLIT)  # test rows come only from the end of a run
+        run.write_config(record)
+        loop = _Loop(plan, adapter, refs, record, on_eval, show_progress)
+        return _finish(loop, loop.run(start, done), t0, start)

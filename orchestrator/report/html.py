@@ -5,7 +5,8 @@ It reads only what a run directory holds (see :mod:`ganlode.orchestrator.artifac
 - ``metrics.parquet``: the results table (last evaluation per method) and FID/KMMD over steps;
 - ``samples/*.png``: a sample grid per method, beside ``samples/target.png`` (real images);
 - ``shares.parquet`` (mined runs): the selector's shares over time against ``true_shares``.
-Nothing else in the run directory is touched; the page is written atomically.
+Nothing else in the run directory is touched; the page is written atomically, under the run's
+lock (``RUN/.ganlode-lock``): a report of a run that another process is writing is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from typing import Any
 
 from .. import storage
-from ..artifacts.rundir import METRICS_FILE, REPORT_FILE, SHARES_FILE, RunDir
+from ..artifacts.rundir import METRICS_FILE, REPORT_FILE, SHARES_FILE, RunDir, command_line
 from ..errors import UserError
 from .plots import curves_png, shares_png
 
@@ -135,11 +136,26 @@ def render(inputs: dict[str, Any], title: str) -> str:
     return "\n".join(parts)
 
 
-def build_report(path: str, title: str | None = None) -> str:
-    """Write RUN/report.html from the run's files; returns its path. Reads everything first."""
+def build_report(path: str, title: str | None = None, *, force_unlock: bool = False,
+                 lock: storage.RunLock | None = None) -> str:
+    """Write RUN/report.html from the run's files; returns its path. Reads everything first.
+
+    The run's lock is taken for the reading and the write (a run being written by another
+    process is refused in one line); ``lock``: the caller holds it already (``ganlode demo``).
+    ``force_unlock`` removes a lock whose holder may be alive (``--force-unlock``).
+    """
     run = RunDir(path)
+    run.require_run()  # before the lock: a path that holds no run gets nothing written into it
+    if lock is not None:
+        return _write_report(run, title, lock)
+    with storage.RunLock(path, command=command_line(), force=force_unlock) as own:
+        return _write_report(run, title, own)
+
+
+def _write_report(run: RunDir, title: str | None, lock: storage.RunLock) -> str:
     inputs = load_inputs(run)
     page = render(inputs, title or f"ganlode report: {run.read_record().run_kind}")
     out = run.file(REPORT_FILE)
+    lock.check()
     storage.write_bytes_atomic(out, page.encode("utf-8"))
     return out

@@ -17,6 +17,12 @@ exact training state: weights, optimizer moments, RNG, step), so a retried trial
 run it was on. An interrupted search (Ctrl+C, SIGUSR1, a lost driver) is continued by
 ``Tuner.restore(resume_unfinished=True, resume_errored=True)``: finished trials stay as they
 are, unfinished ones continue from their checkpoints, and the searcher proposes the rest.
+
+One writer. The search holds the lock of its ``--out`` (``OUT/.ganlode-lock``,
+:mod:`..pipelines.ownership`) from its first write to its last, so a second search (a
+``--resume`` included) into the same ``--out`` is refused while it runs. Multi-source trials
+lock their own run directories (``OUT/trials/<id>/.ganlode-lock``, other files): no trial ever
+waits on the search's lock, and Ray's workers are spawned, so none inherits it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from ..artifacts.records import RunRecord
 from ..artifacts.rundir import command_line
 from ..cluster import ensure_ray
 from ..errors import UserError
+from ..pipelines.ownership import owning
 from .results import write_results
 from .spec import RUN_KIND, SEARCH_DIR, SPEC_FILE, Prepared, SearchSpec, check_spec, experiment_path, holds_search
 from .trials import capped_concurrency, trainable, trial_needs, with_cluster_gpus
@@ -52,9 +59,8 @@ class SearchOutcome:
     best: dict[str, Any] | None = None
 
 
-def _check(spec: SearchSpec, resume: bool) -> Prepared:
-    prepared = check_spec(spec)
-    storage.check_writable(spec.out)
+def _check_out(spec: SearchSpec, resume: bool) -> None:
+    """What ``spec.out`` must (not) hold; judged under its lock."""
     if resume:
         if not holds_search(spec.out):
             raise UserError(f"{spec.out} holds no restorable search (no Tune experiment in {SEARCH_DIR}/): "
@@ -62,7 +68,6 @@ def _check(spec: SearchSpec, resume: bool) -> Prepared:
     elif storage.exists(storage.join(spec.out, SPEC_FILE)):
         raise UserError(f"{spec.out} already holds a search: continue it with `ganlode tune --resume {spec.out}`, "
                         "or pick a new --out")
-    return prepared
 
 
 def _write_spec(spec: SearchSpec, concurrency: int) -> None:
@@ -112,6 +117,7 @@ def run_search(
     callbacks: Sequence[Any] = (),
     hooks: dict[str, Any] | None = None,
     verbose: int = 1,
+    force_unlock: bool = False,
 ) -> SearchOutcome:
     """Run (or continue) a search and, once every trial has ended, write its results.
 
@@ -123,11 +129,21 @@ def run_search(
             named ``<trial_id>.<start step>.<random>``), ``fail_at_step`` (the first trial to reach that step
             fails there, once).
         verbose: Tune's console verbosity (0 silent, 1 default).
+        force_unlock: remove the lock of ``spec.out`` even if its holder may be alive (``--force-unlock``);
+            without it a search another process is running there is refused.
 
     Returns:
         A SearchOutcome; ``complete`` is False when the search was interrupted.
     """
-    prepared = _check(spec, resume)
+    prepared = check_spec(spec)
+    with owning(spec.out, force_unlock=force_unlock) as lock:
+        _check_out(spec, resume)
+        return _search(spec, prepared, lock, resume=resume, callbacks=callbacks, hooks=hooks, verbose=verbose)
+
+
+def _search(spec: SearchSpec, prepared: Prepared, lock: storage.RunLock, *, resume: bool, callbacks: Sequence[Any],
+            hooks: dict[str, Any] | None, verbose: int) -> SearchOutcome:
+    """Fit the (new or restored) tuner and write the results; the lock of ``spec.out`` is held."""
     ensure_ray()
     if not resume or spec.gpus_per_source is None:
         spec = with_cluster_gpus(spec, ray.available_resources())
@@ -145,5 +161,6 @@ def run_search(
     outcome = SearchOutcome(complete=len(grid) >= spec.trials and ended == len(grid), finished=ended,
                             total=spec.trials, grid=grid, prepared=prepared)
     if outcome.complete:
+        lock.check()  # S3: no results after the lock was lost
         outcome.rows, outcome.best = write_results(prepared, grid)
     return outcome
