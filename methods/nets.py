@@ -40,7 +40,21 @@ class GANConfig:
         return cls(**{k: d[k] for k in ("resolution", "channels", "latent_dim", "g_width", "d_width")})
 
 
-class Generator(nn.Module):
+class _ImageShape:
+    """``resolution`` and ``channels`` of the images a net makes or reads, from its config."""
+
+    cfg: GANConfig
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
+
+
+class Generator(_ImageShape, nn.Module):
     """z (B x latent_dim) -> image (B x C x R x R) in [-1, 1]."""
 
     def __init__(self, cfg: GANConfig):
@@ -67,14 +81,6 @@ class Generator(nn.Module):
     @property
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
 
     @property
     def num_classes(self) -> int:
@@ -114,7 +120,7 @@ class Generator(nn.Module):
         return out
 
 
-class Critic(nn.Module):
+class Critic(_ImageShape, nn.Module):
     """image -> score (B,). ``blocks`` are ordered from the input upwards; ``head`` is last."""
 
     def __init__(self, cfg: GANConfig):
@@ -134,14 +140,6 @@ class Critic(nn.Module):
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every block's output, lowest first."""

@@ -102,3 +102,68 @@ def test_click_usage_errors_are_one_line_and_write_nothing(argv, needles, capsys
     out = tmp_path / "out"
     _one_line_error(capsys, [a.replace("{out}", str(out)) for a in argv], *needles)
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- everyday use: folders, configs, seeds, --out
+
+
+def test_eval_of_a_folder_with_no_images(capsys, tmp_path):
+    empty, other = tmp_path / "empty", tmp_path / "other"
+    empty.mkdir()
+    other.mkdir()
+    (other / "notes.txt").write_text("no images here")
+    _one_line_error(capsys, ["eval", str(empty), "--against", str(other)], "holds no images", str(empty))
+    _one_line_error(capsys, ["eval", str(empty), "--target", "mnist5k:7"], "holds no images")
+    _one_line_error(capsys, ["eval", str(empty)], "folder of images", "--against")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "other"] and not list(empty.iterdir())
+
+
+@pytest.mark.parametrize("command", ["transfer", "mine", "tune", "pretrain"])
+def test_a_config_key_that_is_no_option(command, capsys, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("seed: 1\nfreez-depth: 2\n")
+    line = _one_line_error(capsys, [command, "--config", str(config), "--out", str(tmp_path / "out")],
+                           "--config", "unknown option 'freez-depth'")
+    assert command != "transfer" or "did you mean 'freeze-depth'" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text,needles", [
+    ("- a list\n", ("must be a mapping",)),
+    ("steps: [oops\n", ("not valid YAML",)),
+])
+def test_a_config_file_that_is_not_a_mapping(text, needles, capsys, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    _one_line_error(capsys, ["transfer", "--config", str(config), "--out", str(tmp_path / "out")], *needles)
+    _one_line_error(capsys, ["transfer", "--config", str(tmp_path / "none.yaml")], "does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seeds", ["x", "1-", "3..7", "-2", "7-3", "1,,2", "0.5"])
+def test_seeds_that_are_not_a_range_or_a_list(seeds, ckpt, capsys, tmp_path):
+    out = tmp_path / "samples"
+    _one_line_error(capsys, ["sample", str(ckpt), "--seeds", seeds, "--out", str(out)], "--seeds")
+    assert not out.exists()
+
+
+def test_sample_class_of_an_unconditional_model(ckpt, capsys, tmp_path):
+    _one_line_error(capsys, ["sample", str(ckpt), "--class", "3", "--out", str(tmp_path / "g.png")],
+                    "unconditional", "num_classes 0")
+    assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "show", "mnist5k:7@5", "--out", "{file}/g.png"],
+    ["data", "export", "mnist5k:7@5", "--out", "{file}/t.parquet"],
+    ["sample", "{ckpt}", "--out", "{file}/sub/g.png"],
+    ["sample", "{ckpt}", "--seeds", "0-2", "--out", "{file}"],
+    ["transfer", "--source", "{ckpt}", "--target", "mnist5k:7@5", "--method", "finetune", "--out", "{file}/run"],
+])
+def test_an_out_whose_parent_is_a_file(argv, ckpt, capsys, tmp_path):
+    blocker = tmp_path / "FILE"
+    blocker.write_text("a file, not a folder")
+    words = [a.replace("{file}", str(blocker)).replace("{ckpt}", str(ckpt)) for a in argv]
+    _one_line_error(capsys, words, "--out", str(blocker), "file")
+    assert blocker.read_text() == "a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "ckpt"]

@@ -131,9 +131,44 @@ def _parse(argv: list[str]) -> click.Context:
     return ctx
 
 
+def _config_source(argv: list[str]) -> list[str]:
+    """The first example of the same command without --config or --resume: what a run.yaml it wrote holds."""
+    return next(other for _, other in EXAMPLES
+                if other[:1] == argv[:1] and "--config" not in other and "--resume" not in other)
+
+
+def _write_config_of(argv: list[str]) -> None:
+    """For an example that reads ``--config PATH``: write PATH (under the current folder) as that
+    command's run.yaml, from its first plain example."""
+    from ganlode.orchestrator.cli import runconfig
+
+    path = Path(argv[argv.index("--config") + 1])
+    ctx = parse(_config_source(argv))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(runconfig.dump(runconfig.document(ctx), ctx.command_path))
+
+
 @pytest.mark.parametrize("where,argv", EXAMPLES, ids=[f"{w}: {' '.join(a)}"[:120] for w, a in EXAMPLES])
-def test_every_example_parses(where, argv):
+def test_every_example_parses(where, argv, tmp_path, monkeypatch):
+    if "--config" in argv:  # the file it names is a run's run.yaml: write one, in a scratch folder
+        monkeypatch.chdir(tmp_path)
+        _write_config_of(argv)
     _parse(argv)
+
+
+@pytest.mark.parametrize("command", ["transfer", "mine", "tune", "pretrain"])
+def test_a_written_config_parses_back_to_the_same_options(command, tmp_path):
+    """run.yaml holds the resolved options: read back with --config, they are the same; a flag beside it wins."""
+    from ganlode.orchestrator.cli import runconfig
+
+    source = _config_source([command])
+    ctx = parse(source)
+    path = tmp_path / "run.yaml"
+    path.write_bytes(runconfig.dump(runconfig.document(ctx), ctx.command_path))
+    again = parse([command, "--config", str(path)])
+    assert runconfig.document(again) == runconfig.document(ctx)
+    assert parse([command, "--config", str(path), "--out", "elsewhere"]).params["out"] == "elsewhere"
+    assert "config" not in runconfig.document(ctx) and "force-unlock" not in runconfig.document(ctx)
 
 
 def test_every_command_shows_an_example_of_itself():

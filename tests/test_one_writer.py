@@ -8,7 +8,9 @@ What must hold, with real processes (the ``ganlode`` CLI in subprocesses):
 - eval appending to, and report writing into, a run that is being written are refused;
 - a transfer killed with SIGKILL leaves a stale lock, which the next ``resume`` takes over (one line
   on stderr) and finishes with the weights of an uninterrupted run;
-- four transfers into four ``--out`` at once all succeed, each run consistent in itself.
+- four transfers into four ``--out`` at once all succeed, each run consistent in itself;
+- ``force_unlock`` removes a live lock with a one-line notice; a run whose (S3) lock was lost
+  commits nothing more.
 
 A winner is made to overlap its rivals by a gate: it runs the real command in a process that
 stops at one point of the run (the lock held, some of the run written) until the test opens it.
@@ -269,3 +271,38 @@ def test_four_transfers_into_four_outs_at_once_all_succeed(tiny_source, tmp_path
         assert rc == 0, err
     for i, (method, seed) in enumerate(jobs):
         _only(str(tmp_path / f"run{i}"), method, seed)
+
+
+def test_force_unlock_removes_a_live_lock_with_a_notice(tiny_source, tmp_path, capsys):
+    """``force_unlock`` (the lead's ``--force-unlock``) through the Python API; without it: refused."""
+    from ganlode.orchestrator import api
+
+    out = str(tmp_path / "forced")
+    held = storage.RunLock(out, command="ganlode transfer (a holder that hung)").acquire()
+    settings = dict(method="finetune", out=out, steps=1, eval_every=0, eval_n=16, seed=5, batch=8, n_critic=1)
+    with pytest.raises(UserError, match=f"being written by pid {os.getpid()} on host"):
+        api.transfer(tiny_source, TARGET, **settings)
+    assert os.listdir(out) == [LOCK_FILE]  # the refused run wrote nothing
+    capsys.readouterr()
+    api.transfer(tiny_source, TARGET, force_unlock=True, **settings)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(f"removed the lock of {out} held by pid {os.getpid()} on {HOST} since ")
+    held.release()  # not its file any more: it leaves the run alone
+    _only(out, "finetune", 5)
+
+
+def test_a_run_that_lost_its_lock_commits_nothing_more(s3_bucket):
+    """On S3 a lock can be lost (taken over after its lease lapsed): the run's next commit raises."""
+    from ganlode.orchestrator.pipelines.ownership import LockedRunDir
+
+    out = f"{s3_bucket}/runs/lost"
+    row = {"method": "finetune", "step": 0, "metric": "fid", "value": 1.0, "split": "val"}
+    with storage.RunLock(out, command="ganlode transfer") as lock:
+        run = LockedRunDir(out, lock)
+        run.append_metrics([row])
+        lock._impl.lost = "lost the lock of RUN (now held by pid 1 on elsewhere since then)"  # as renewal sets it
+        for commit in (lambda: run.append_metrics([row]), lambda: run.write_sample("final", b"png"),
+                       lambda: run.write_config({"run_kind": "transfer"})):
+            with pytest.raises(UserError, match="lost the lock of RUN"):
+                commit()
+    assert RunDir(out).read_metrics().num_rows == 1 and not RunDir(out).is_run()

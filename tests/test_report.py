@@ -22,6 +22,8 @@ def _fake_run(tmp_path):
     for method, base in (("finetune", 30.0), ("freezed", 20.0), ("scratch", 90.0)):
         for step in (10, 20):
             rows += metric_rows(method, step, {"fid": base / step * 10, "kmmd": base / 1000, "mv": 0.9}, seed=0, split="val")
+        rows += metric_rows(method, 20, {"fid": base + 0.5, "kmmd": base / 1000, "mv": 0.9}, seed=0, split="test")
+    rows += metric_rows("freezed", 10, {"fid": 19.25, "kmmd": 0.02, "mv": 0.9}, seed=0, split="test")  # best by val
     run.append_metrics(rows)
     g = torch.Generator().manual_seed(0)
     for name in ("target", "finetune", "freezed", "scratch"):
@@ -44,7 +46,11 @@ def test_report_is_self_contained_with_a_row_per_method(tmp_path, capsys):
         assert src.startswith("data:image/png;base64,"), src[:40]
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     rows = re.findall(r"<tr><td>([^<]+)</td>", page)
-    assert sorted(rows) == ["finetune", "freezed", "scratch"]
+    assert sorted(rows) == ["finetune", "freezed", "freezed (best by validation, step 10)", "scratch"]
+    # the table holds the test split's figures (20.5 for freezed), never the validation ones (10.0)
+    fid = dict(re.findall(r"<tr><td>([^<]+)</td><td class='[a-z]*'>([0-9.]+)</td>", page))
+    assert fid == {"finetune": "30.5", "freezed": "20.5", "freezed (best by validation, step 10)": "19.25",
+                   "scratch": "90.5"}
     assert "alt='shares'" in page and "alt='curves'" in page
     assert "real target images" in page
 

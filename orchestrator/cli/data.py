@@ -1,4 +1,5 @@
-"""``ganlode data``: inspect a target spec (counts and a sample grid) or export it to Parquet."""
+"""``ganlode data``: inspect a target spec (counts and a sample grid), export it to Parquet, or
+import a Parquet table (a Hugging Face ``datasets`` export included)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ examples:
   ganlode data export mnist5k:0-4@500 --with-eval --out d04.parquet
   ganlode data show ./d04.parquet@50 --out d04.png
   ganlode data export ./my_images/ --out s3://bkt/targets/mine.parquet
+  ganlode data import ./hf-train.parquet --out mine.parquet
+  ganlode data show mnist5k:7@100 --json
+
+tables: data export writes the Hugging Face datasets layout (an Image column, the class names
+as a ClassLabel), so load_dataset("parquet", data_files="d04.parquet") and
+ray.data.read_parquet("d04.parquet") read it; every reader here takes it, tables of the first
+format (plain PNG bytes, string labels) and other datasets' Parquet exports too.
 """.format(builtins="\n".join(f"  {name:<9}{desc}" for name, desc in BUILTINS))
 
 
@@ -74,23 +82,38 @@ def _summary(imageset) -> str:
 @click.pass_context
 def command(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:
-        raise UserError("say what to do with the data: ganlode data show SPEC, or ganlode data export SPEC "
-                        "--out t.parquet (see ganlode data --help)")
+        raise UserError("say what to do with the data: ganlode data show SPEC, ganlode data export SPEC "
+                        "--out t.parquet, or ganlode data import TABLE --out t.parquet (see ganlode data --help)")
 
 
 @command.command("show", epilog="""\
 examples:
   ganlode data show mnist5k:7@100 --out t.png
   ganlode data show mnist5k:3@60+animals:zebra@140 --split eval --out ref.png
+  ganlode data show ./d04.parquet --json
 """, short_help="print counts per (source, class) and write a grid of up to 64 images",
                  help="Print counts per (source, class) and the total of SPEC (e.g. mnist5k:7@100 or ./my_images/); "
                       "with --out, write a PNG grid of up to 64 of its images.")
 @_common
 @options.out("PNG file for a grid of up to 64 images (local or s3://)", metavar="PNG")
-def show(spec: str, seed: int, split: str, out: str | None) -> int:
+@options.json_output()
+def show(spec: str, seed: int, split: str, out: str | None, as_json: bool) -> int:
     from .. import data
 
     imageset = data.load_target(spec, seed=seed, split=split)
+    if as_json:
+        from .output import emit_json
+
+        picked = 0
+        if out:
+            grid = data.grid_pick(imageset, GRID_LIMIT)
+            data.show_grid(grid, out)
+            picked = len(grid)
+        emit_json({"command": "data show", "spec": imageset.spec, "split": imageset.split, "seed": imageset.seed,
+                   "resolution": int(imageset.images.shape[-1]), "channels": imageset.channels,
+                   "counts": [{"source": s, "class": label, "images": c} for s, label, c in data.iter_counts(imageset)],
+                   "total": len(imageset), "grid": out or None, "grid_images": picked})
+        return 0
     print(_summary(imageset))
     print(_table(imageset))
     if out:
@@ -105,8 +128,10 @@ examples:
   ganlode data export mnist5k:0-4@500 --with-eval --out d04.parquet
   ganlode data export ./my_images/ --out s3://bkt/targets/mine.parquet
 """, short_help="write the drawn images as a Parquet table",
-                 help="Write the images SPEC draws as a Parquet table (image PNG bytes, height, width, channels, "
-                      "label, source, split) that works as a target spec itself.")
+                 help="Write the images SPEC draws as a Parquet table (image {bytes, path} with PNG bytes, height, width, "
+                      "channels, label as a class index, source, split; the Hugging Face features in the schema metadata) "
+                      "that works as a target spec itself and loads with datasets.load_dataset('parquet', ...) and "
+                      "ray.data.read_parquet.")
 @_common
 @options.out("the .parquet file to write (local or s3://)", required=True, metavar="PARQUET")
 @click.option("--with-eval", is_flag=True,
@@ -123,4 +148,24 @@ def export(spec: str, seed: int, split: str, out: str, with_eval: bool) -> int:
     rows = sum(len(s) for s in sets)
     extra = f" ({len(sets[0])} train, {len(sets[1])} eval)" if len(sets) > 1 else ""
     print(f"wrote {rows} rows{extra} to {out}")
+    return 0
+
+
+@command.command("import", epilog="""\
+examples:
+  ganlode data import ./hf-train.parquet --out mine.parquet
+  ganlode data import s3://bkt/exports/part-dir/ --out s3://bkt/targets/t.parquet
+""", short_help="rewrite a Parquet table (e.g. a Hugging Face datasets export) in the layout of data export",
+                 help="Read TABLE (a .parquet file or a folder of parts: a Hugging Face datasets export with an Image "
+                      "column and a ClassLabel, a table of the first format, or a folder of images) and write "
+                      "it in the layout data export writes, with every row's split (the table's own split column, else the fixed "
+                      "held-out rule) and the images embedded.")
+@click.argument("table", metavar="TABLE")
+@options.out("the .parquet file to write (local or s3://)", required=True, metavar="PARQUET")
+def import_(table: str, out: str) -> int:
+    from .. import data
+
+    sets = data.import_table(table, out)
+    parts = ", ".join(f"{len(s)} {s.split}" for s in sets)
+    print(f"wrote {sum(len(s) for s in sets)} rows ({parts}) of {table} to {out}")
     return 0

@@ -6,12 +6,14 @@ import click
 
 from . import options
 from .base import Command
+from .output import emit_json, stdout_to_stderr, unlock_kwargs
 
 EPILOG = """\
 examples:
   ganlode demo                     the full demo (about 5 minutes on 2 CPU cores)
   ganlode demo --quick             smaller budgets, about 2.5 minutes
   ganlode demo --out s3://bucket/demo
+  ganlode demo --quick --json --out demo-q   the summary as one JSON object (progress on stderr)
 """
 BUDGET_FLAGS = ("mining_steps", "finetune_steps", "transfer_steps", "eval_every")  # fields of pipelines.demo.Budget
 
@@ -28,14 +30,23 @@ BUDGET_FLAGS = ("mining_steps", "finetune_steps", "transfer_steps", "eval_every"
 @click.option("--transfer-steps", type=int, default=None, help="override the baselines' steps")
 @options.eval_every("override the budget's evaluation interval")
 @options.no_progress()
-def command(out: str, quick: bool, seed: int, no_progress: bool, **overrides: int | None) -> int:
+@options.json_output()
+@options.force_unlock()
+def command(out: str, quick: bool, seed: int, no_progress: bool, as_json: bool, force_unlock: bool,
+            **overrides: int | None) -> int:
     import dataclasses
 
     from ..pipelines.demo import BUDGETS, run_demo, summary_table
 
     budget = dataclasses.replace(BUDGETS["quick" if quick else "default"],
                                  **{k: v for k, v in overrides.items() if v is not None})
-    result = run_demo(out, budget, seed=seed, show_progress=not no_progress)
+    with stdout_to_stderr(as_json):
+        result = run_demo(out, budget, seed=seed, show_progress=not no_progress, **unlock_kwargs(run_demo, force_unlock))
+    if as_json:
+        emit_json({"command": "demo", "out": out, "budget": dataclasses.asdict(budget), "seed": seed, "split": "test",
+                   "rows": result["rows"], "true_shares": result["true_shares"], "wall_s": result["wall_s"],
+                   "report": result["report"]})
+        return 0
     print(summary_table(result["rows"]))
     if result["true_shares"]:
         print("true shares: " + " ".join(f"{k}={v:.2f}" for k, v in result["true_shares"].items()))

@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "report",
     "submit",
+    "doctor",
 )
 
 EPILOG = """\
@@ -44,6 +45,7 @@ examples:
   ganlode data show mnist5k:7@100 --out t.png     inspect a target set
   ganlode pretrain --data mnist5k:0-4 --out runs/d04 --steps 2000
   ganlode --s3-endpoint http://127.0.0.1:9000 data show s3://bkt/t.parquet@50 --out s3://bkt/t.png
+  ganlode doctor                                  what this installation has: versions, datasets, CUDA, Ray
 
 shell completion (bash; for zsh, zsh_source in ~/.zshrc):
   eval "$(_GANLODE_COMPLETE=bash_source ganlode)"   in ~/.bashrc

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from . import options
+from . import options, runconfig
 from .base import Command
+from .output import emit_json, stdout_to_stderr, unlock_kwargs
 
 EPILOG = """\
 how it works:
@@ -25,7 +26,11 @@ examples:
       --target mnist5k:3@30+animals:zebra@70 --out runs/mix --resume   continue a killed run
   ganlode mine --source zoo:digits-0to4 --source zoo:animals-5to9 \\
       --target mnist5k:3@30+animals:zebra@70 --out runs/ref --in-process --threads 2   no Ray
+  ganlode mine --config runs/mix/run.yaml --out runs/mix2 --json   the same settings again, JSON summary
   ganlode sample runs/mix --out mix.png             draw from the mined model
+
+RUN/run.yaml holds every option the run ran with; --config RUN/run.yaml runs it again (flags
+given beside it win).
 """
 # Flags that are MultiSourceConfig fields, passed to pipelines.mine.mine_config by name.
 CONFIG_FLAGS = ("mining_steps", "finetune_steps", "batch", "lr_miner", "lr_g", "lr_d", "window", "seed")
@@ -70,26 +75,42 @@ def _check(ctx: click.Context) -> None:
 @options.features()
 @options.eval_n()
 @options.no_progress()
-def command(sources: tuple[str, ...], target: str, out: str, loss: str | None, gpus_per_source: float | None,
-            threads: int | None, checkpoint_every: int, resume: bool, in_process: bool, eval_every: int,
-            features: str, eval_n: int | None, no_progress: bool, **config: Any) -> int:
+@runconfig.config_option
+@options.json_output()
+@options.force_unlock()
+@click.pass_context
+def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str, loss: str | None,
+            gpus_per_source: float | None, threads: int | None, checkpoint_every: int, resume: bool, in_process: bool,
+            eval_every: int, features: str, eval_n: int | None, no_progress: bool, as_json: bool, force_unlock: bool,
+            **config: Any) -> int:
     from ..artifacts.checkpoint import load_checkpoint
     from ..pipelines.mine import mine_config, run_mine
     from ..pipelines.sources import trained_loss
 
-    loss = loss or trained_loss(load_checkpoint(sources[0], with_critic=False))
-    cfg = mine_config(loss, **{name: config[name] for name in CONFIG_FLAGS})
-    result = run_mine(
-        list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
-        resume=resume, in_process=in_process, threads=threads, eval_every=eval_every, feature_kind=features,
-        eval_n=eval_n, show_progress=not no_progress,
-    )
+    with stdout_to_stderr(as_json):
+        loss = loss or trained_loss(load_checkpoint(sources[0], with_critic=False))
+        cfg = mine_config(loss, **{name: config[name] for name in CONFIG_FLAGS})
+        result = run_mine(
+            list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
+            resume=resume, in_process=in_process, threads=threads, eval_every=eval_every, feature_kind=features,
+            eval_n=eval_n, show_progress=not no_progress, **unlock_kwargs(run_mine, force_unlock),
+        )
+        written = runconfig.write_run_config(ctx, result.run)
     m = result.metrics
+    error = None if result.true_shares is None else max(abs(a - b) for a, b in zip(result.shares, result.true_shares))
+    if as_json:
+        emit_json({"command": "mine", "run": result.run, "target": target, "wall_s": result.wall_s,
+                   "shares": [{"source": s, "share": p} for s, p in zip(sources, result.shares)],
+                   "true_shares": result.true_shares,
+                   "max_share_error": error, "split": "test",
+                   "metrics": {k: m[k] for k in ("fid", "kmmd", "mv") if k in m}, "n": m.get("n"),
+                   "val_metrics": result.val_metrics, "resumed_from": result.resumed_from, "config": written})
+        return 0
     shares = ", ".join(f"{s} {p:.3f}" for s, p in zip(sources, result.shares))
     line = f"wrote {result.run} ({result.wall_s:.0f} s): shares {shares}"
     if "fid" in m:
         line += f"; FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f}"
-    if result.true_shares is not None:
-        line += f"; max |p - true share| {max(abs(a - b) for a, b in zip(result.shares, result.true_shares)):.3f}"
+    if error is not None:
+        line += f"; max |p - true share| {error:.3f}"
     print(line)
     return 0

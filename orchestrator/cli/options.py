@@ -8,6 +8,7 @@ fields of :class:`~ganlode.methods.base.TransferOptions`, so a command builds on
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable
 
 import click
@@ -38,11 +39,71 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def blocked_by_file(path: str) -> str | None:
+    """The existing *file* among the local ``path``'s parents (None: none, or a remote path).
+
+    ``FILE/g.png`` cannot be written when FILE is a file; saying so at parse time makes it a
+    one-line usage error instead of a traceback from deep inside a write. Nothing is created.
+    """
+    if "://" in path:
+        return None
+    probe = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+    return probe if probe and not os.path.isdir(probe) else None
+
+
+def _check_out(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if isinstance(value, str) and value and not ctx.resilient_parsing:
+        blocker = blocked_by_file(value)
+        if blocker is not None:
+            raise click.BadParameter(f"cannot write {value}: {blocker} is a file, not a folder", ctx, param)
+    return value
+
+
 def out(help: str, *, required: bool = False, default: str | None = None, metavar: str = "PATH") -> Decorator:
-    """``--out``: where the command writes (local or s3://)."""
+    """``--out``: where the command writes (local or s3://); a local path under a file is a usage error."""
     # No default=None for a required option: click >= 8.3 takes an explicit None as a given default.
     extra = {} if default is None else {"default": default}
-    return click.option("--out", required=required, metavar=metavar, help=help, **extra)
+    return click.option("--out", required=required, metavar=metavar, help=help, callback=_check_out, **extra)
+
+
+def json_output(help: str = "print one JSON object on stdout instead of the text summary (progress and logs go to stderr)"
+                ) -> Decorator:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def force_unlock(help: str = "remove the run's lock even if the process holding it may still be alive "
+                             "(only when that process is gone)") -> Decorator:
+    return click.option("--force-unlock", is_flag=True, help=help)
+
+
+class Seeds(click.ParamType):
+    """``--seeds``: a range ``0-99`` (inclusive), a list ``3,7``, or both ``0-9,20,30-32``; no duplicates."""
+
+    name = "seeds"
+    LIMIT = 100_000
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(v) for v in value)
+        text = str(value).strip()
+        seeds: dict[int, None] = {}
+        for part in text.split(","):
+            part = part.strip()
+            lo, sep, hi = part.partition("-")
+            if not (lo.isdigit() and (hi.isdigit() if sep else True)):
+                self.fail(f"{text!r} is not a range (0-99) or a list (3,7) of seeds >= 0", param, ctx)
+            a, b = int(lo), int(hi) if sep else int(lo)
+            if b < a:
+                self.fail(f"{part!r} runs backwards: write {b}-{a}", param, ctx)
+            if len(seeds) + (b - a + 1) > self.LIMIT:
+                self.fail(f"{text!r} names more than {self.LIMIT} seeds", param, ctx)
+            seeds.update(dict.fromkeys(range(a, b + 1)))
+        return tuple(seeds)
 
 
 def seed(help: str = "seed of every random draw (default 0)") -> Decorator:

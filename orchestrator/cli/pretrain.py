@@ -8,13 +8,18 @@ import click
 
 from ...methods import catalog
 from ..errors import UserError
-from . import options
+from . import options, runconfig
 from .base import Command
+from .output import unlock_kwargs
 
 EPILOG = """\
 examples:
   ganlode pretrain --data mnist5k:0-4 --out runs/digits-0to4 --steps 3000
   ganlode pretrain --data animals:5-9 --out s3://bucket/zoo/animals-5to9 --workers 2
+  ganlode pretrain --config runs/digits-0to4/run.yaml --seed 1 --out runs/digits-0to4-s1
+
+DIR/run.yaml holds every option the model was trained with; --config DIR/run.yaml trains it
+again (flags given beside it win).
 """
 
 
@@ -50,11 +55,16 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @click.option("--threads", type=int, default=None, help="torch threads per process (default: torch's choice)")
 @click.option("--fp16", is_flag=True, help="store weights in float16 (halves the file; for shipping)")
 @options.no_progress()
-def command(data: str, out: str, steps: int, latent_dim: int, g_width: int, d_width: int, workers: int,
-            threads: int | None, fp16: bool, no_progress: bool, **train: Any) -> int:
+@runconfig.config_option
+@options.force_unlock()
+@click.pass_context
+def command(ctx: click.Context, data: str, out: str, steps: int, latent_dim: int, g_width: int, d_width: int,
+            workers: int, threads: int | None, fp16: bool, no_progress: bool, force_unlock: bool, **train: Any) -> int:
     from ..pipelines.pretrain import run_pretrain
 
     result = run_pretrain(data, out, train_config(**train), steps, latent_dim=latent_dim, g_width=g_width,
-                          d_width=d_width, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress)
+                          d_width=d_width, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress,
+                          **unlock_kwargs(run_pretrain, force_unlock))
+    runconfig.write_run_config(ctx, out)
     print(f"wrote {out} ({result.wall_s:.0f} s; FID vs held-out {data}: {result.metrics.get('fid', float('nan')):.2f})")
     return 0

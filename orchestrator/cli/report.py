@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import click
 
+from . import options
 from .base import Command
+from .output import unlock_kwargs
 
 EPILOG = """\
 examples:
   ganlode report runs/demo
   ganlode report s3://bucket/runs/seven --title "Digit seven"
+  ganlode report runs/demo --force-unlock   the process that held the run's lock is gone
 """
 
 
@@ -18,8 +21,9 @@ examples:
                     "Only report.html is written.")
 @click.argument("run", metavar="RUN")
 @click.option("--title", default=None, help="the report's title (default: from the run)")
-def command(run: str, title: str | None) -> int:
+@options.force_unlock()
+def command(run: str, title: str | None, force_unlock: bool) -> int:
     from ..report.html import build_report
 
-    print(f"wrote {build_report(run, title)}")
+    print(f"wrote {build_report(run, title, **unlock_kwargs(build_report, force_unlock))}")
     return 0

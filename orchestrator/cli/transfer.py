@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from ...methods import catalog
-from . import options
+from . import options, runconfig
 from .base import Command
+from .output import emit_json, stdout_to_stderr, unlock_kwargs
 
 RUN_FLAGS = ("source", "target", "method", "out")  # what a new run needs, and --resume must not have
 
@@ -41,6 +42,9 @@ loss: the source's; n_critic: {_by_loss}; mining_steps: half the steps.
 scoring: FID, KMMD and MV on the target's validation split every --eval-every steps (model
 selection); the summary line reports the final model on the test split.
 
+RUN/run.yaml holds every option the run ran with (defaults included); --config RUN/run.yaml
+runs it again, and a flag given beside it wins (a new --out, more --steps).
+
 examples:
   ganlode transfer --source zoo:digits-0to4 --target mnist5k:7@25 --method finetune --steps 500 --out runs/ft7
   ganlode transfer --source zoo:digits-0to4 --target mnist5k:7@100 --method freezed --out runs/fd7
@@ -48,6 +52,8 @@ examples:
   ganlode transfer --source zoo:animals-0to4 --target animals:horse@100 --method minegan --mining-steps 300 \\
       --steps 600 --out s3://bucket/runs/horse-mine
   ganlode transfer --resume runs/ft7        continue a killed run; every setting comes from the run
+  ganlode transfer --config runs/ft7/run.yaml --out runs/ft7-again   the same settings again
+  ganlode transfer --config runs/ft7/run.yaml --steps 1000 --out runs/ft7-long --json
   ganlode eval runs/ft7                     score a run again (e.g. --features inception)
 """
 
@@ -56,7 +62,9 @@ def _check(ctx: click.Context) -> None:
     """A new run needs --source, --target, --method and --out; ``--resume`` takes its settings from the run."""
     params = ctx.params
     if params["resume"] is not None:
-        extra = options.given(ctx, set(params) - {"resume", "no_progress"})
+        extra = options.given(ctx, set(params) - {"resume", "no_progress", "as_json", "force_unlock"})
+        if runconfig.loaded_from(ctx):
+            extra.insert(0, "--config")
         if extra:
             raise click.UsageError(f"--resume RUN continues the run with its own settings; drop {', '.join(extra)}", ctx)
         return
@@ -81,27 +89,44 @@ def _check(ctx: click.Context) -> None:
 @options.eval_n()
 @options.no_progress()
 @click.option("--resume", metavar="RUN",
-              help="continue the killed run RUN from its last saved state (takes no other option but --no-progress)")
+              help="continue the killed run RUN from its last saved state (takes no other option but --no-progress, "
+                   "--json and --force-unlock)")
+@runconfig.config_option
+@options.json_output()
+@options.force_unlock()
 @options.method_options
-def command(resume: str | None, no_progress: bool, **params: Any) -> int:
-    if resume is not None:
-        from ..artifacts.rundir import RunDir
-        from ..pipelines.transfer import resume_transfer
+@click.pass_context
+def command(ctx: click.Context, resume: str | None, no_progress: bool, as_json: bool, force_unlock: bool,
+            **params: Any) -> int:
+    written = None  # RUN/run.yaml: a fresh run's options (a resumed run keeps its own settings)
+    with stdout_to_stderr(as_json):
+        if resume is not None:
+            from ..artifacts.rundir import RunDir
+            from ..pipelines.transfer import resume_transfer
 
-        result = resume_transfer(resume, show_progress=not no_progress)
-        target = RunDir(result.run).read_record().target
-    else:
-        from ...methods.base import TransferOptions
-        from ..pipelines.transfer import run_transfer
+            result = resume_transfer(resume, show_progress=not no_progress, **unlock_kwargs(resume_transfer, force_unlock))
+            target = RunDir(result.run).read_record().target
+        else:
+            from ...methods.base import TransferOptions
+            from ..pipelines.transfer import run_transfer
 
-        method_options = TransferOptions(**options.take_method_options(params))
-        target = params["target"]
-        result = run_transfer(
-            params["source"], target, params["method"], method_options, steps=params["steps"], out=params["out"],
-            seed=params["seed"], eval_every=params["eval_every"], feature_kind=params["features"],
-            eval_n=params["eval_n"], show_progress=not no_progress,
-        )
+            method_options = TransferOptions(**options.take_method_options(params))
+            target = params["target"]
+            result = run_transfer(
+                params["source"], target, params["method"], method_options, steps=params["steps"], out=params["out"],
+                seed=params["seed"], eval_every=params["eval_every"], feature_kind=params["features"],
+                eval_n=params["eval_n"], show_progress=not no_progress, **unlock_kwargs(run_transfer, force_unlock),
+            )
+            written = runconfig.write_run_config(ctx, result.run)
     m = result.metrics
+    if as_json:
+        emit_json({"command": "transfer", "run": result.run, "method": result.method, "steps": result.steps,
+                   "target": target, "split": "test", "wall_s": result.wall_s,
+                   "metrics": {k: m.get(k) for k in ("fid", "kmmd", "mv")}, "n": m.get("n"),
+                   "best_step": result.best_step, "best_metrics": result.best_metrics,
+                   "resumed_from": result.resumed_from,
+                   "config": written})
+        return 0
     print(f"wrote {result.run} ({result.wall_s:.0f} s): FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f} "
           f"vs {m['n']} test images of {target}")
     return 0

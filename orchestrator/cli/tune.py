@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from . import options
+from . import options, runconfig
 from .base import Command
+from .output import emit_json, stdout_to_stderr, unlock_kwargs
 
 EPILOG = """\
 default search spaces (override with --space FILE, YAML or JSON; a file replaces the whole space):
@@ -37,6 +38,10 @@ examples:
       --trials 12 --steps 300 --metric fid --out s3://bucket/tune/l2sp
   ganlode tune --source zoo:digits-0to4 --source zoo:digits-5to9 --target mnist5k:7@100 --method mine \\
       --trials 8 --out runs/tune-mine
+  ganlode tune --config runs/tune7/run.yaml --trials 24 --out runs/tune7-more --json
+
+OUT/run.yaml holds every option a finished search ran with; --config OUT/run.yaml runs it again
+(flags given beside it win).
 """
 
 SEARCH_FLAGS = ("sources", "target", "method", "space_file", "trials", "steps")  # what --resume takes from the search
@@ -62,6 +67,8 @@ def _check(ctx: click.Context) -> None:
     params = ctx.params
     if params["resume"]:
         given = options.given(ctx, SEARCH_FLAGS)
+        if runconfig.loaded_from(ctx):
+            given.insert(0, "--config")
         if given:
             raise click.UsageError(f"--resume continues the stored search as it was defined; drop {', '.join(given)}", ctx)
         if params["out"] and params["out"].rstrip("/") != params["resume"].rstrip("/"):
@@ -99,18 +106,40 @@ def _check(ctx: click.Context) -> None:
 @options.out("search directory to create (local or s3://)", metavar="DIR")
 @click.option("--resume", metavar="DIR", help="continue the search in DIR (takes no search-defining flags)")
 @click.option("--quiet", is_flag=True, help="no Tune progress tables")
-def command(resume: str | None, quiet: bool, **fields: Any) -> int:
+@runconfig.config_option
+@options.json_output("print one JSON object (the trials and the best) on stdout instead of the tables; "
+                     "Tune's progress goes to stderr")
+@options.force_unlock()
+@click.pass_context
+def command(ctx: click.Context, resume: str | None, quiet: bool, as_json: bool, force_unlock: bool,
+            **fields: Any) -> int:
     from ..search.run import run_search
     from ..search.spec import read_spec
 
-    spec = read_spec(resume) if resume else _spec(**fields)
-    outcome = run_search(spec, resume=bool(resume), verbose=0 if quiet else 1)
+    with stdout_to_stderr(as_json):
+        spec = read_spec(resume) if resume else _spec(**fields)
+        outcome = run_search(spec, resume=bool(resume), verbose=0 if quiet else 1,
+                             **unlock_kwargs(run_search, force_unlock))
+        written = runconfig.write_run_config(ctx, spec.out) if outcome.complete and outcome.best and not resume else None
     if not outcome.complete:
         print(f"error: search interrupted with {outcome.finished} of {outcome.total} trials finished; continue it "
               f"with `ganlode tune --resume {spec.out}`", file=sys.stderr)
         return 130
     from ..search.results import summary
 
+    if as_json:
+        b = outcome.best
+        emit_json({"command": "tune", "out": spec.out, "method": spec.method, "target": spec.target,
+                   "metric": spec.metric, "mode": spec.mode, "split": "val", "finished": outcome.finished,
+                   "total": outcome.total, "trials": outcome.rows,
+                   "best": None if b is None else {"trial_id": b["trial_id"], "value": b["value"], "config": b["config"],
+                                                   "run": b["run"]},
+                   "config": written})
+        if b is None:
+            print(f"error: no trial reported a finite {spec.metric}; see the status and error columns of "
+                  f"{spec.out}/trials.parquet", file=sys.stderr)
+            return 1
+        return 0
     print(summary(outcome.rows, outcome.prepared, None if outcome.best is None else outcome.best["row"]))
     if outcome.best is None:
         print(f"error: no trial reported a finite {spec.metric}; see the status and error columns of "

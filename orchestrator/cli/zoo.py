@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from . import options
 from .base import Command
 
 EPILOG = """\
 examples:
   ganlode zoo
   ganlode zoo --verbose
+  ganlode zoo --json                 the same as one JSON object
   ganlode sample zoo:animals-5to9 --out animals.png
 """
 
@@ -33,8 +35,15 @@ def zoo_table() -> list[dict]:
                help="List the shipped source GANs: training data, steps, wall time, and FID (classifier features) "
                     "against every zoo domain's held-out split.")
 @click.option("--verbose", "-v", is_flag=True, help="also print each model's command")
-def command(verbose: bool) -> int:
+@options.json_output()
+def command(verbose: bool, as_json: bool) -> int:
     rows = zoo_table()
+    if as_json:
+        from .output import emit_json
+
+        emit_json({"command": "zoo", "features": "classifier", "split": "eval", "domains": [r["name"] for r in rows],
+                   "models": [{**r, "use_as": f"zoo:{r['name']}"} for r in rows]})
+        return 0
     if not rows:
         print("the zoo is empty: this installation ships no models")
         return 0

@@ -11,12 +11,12 @@ The names below are the layer's public interface (``from ganlode.orchestrator im
 
 from .datasets import builtin_names, describe_builtins
 from .images import from_uint8, grid_png, png_bytes, show_grid, to_uint8
-from .imageset import ImageSet, grid_pick, iter_counts, write_parquet
+from .imageset import ImageSet, grid_pick, hf_features, import_table, iter_counts, write_parquet
 from .readers import clear_caches
 from .spec import SPEC_HELP, class_names, eval_reference, load_target
 
 __all__ = [
     "SPEC_HELP", "ImageSet", "builtin_names", "class_names", "clear_caches", "describe_builtins", "eval_reference",
-    "from_uint8", "grid_pick", "grid_png", "iter_counts", "load_target", "png_bytes", "show_grid", "to_uint8",
+    "from_uint8", "grid_pick", "grid_png", "hf_features", "import_table", "iter_counts", "load_target", "png_bytes", "show_grid", "to_uint8",
     "write_parquet",
 ]

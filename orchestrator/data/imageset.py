@@ -16,8 +16,8 @@ import torch
 
 from .. import storage
 from ..errors import UserError
-from .images import png_bytes, to_uint8
-from .readers import PARQUET_COLUMNS
+from .images import from_uint8, png_bytes, to_uint8
+from .readers import HF_METADATA_KEY, IMAGE_STRUCT, PARQUET_COLUMNS, path_dataset
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -73,11 +73,44 @@ class ImageSet:
         }
 
 
+def hf_features(class_names: Sequence[str]) -> dict:
+    """The Hugging Face ``datasets`` features of a table :func:`write_parquet` writes, as the JSON that
+    ``datasets`` reads from the schema metadata key ``huggingface`` (``Features.from_arrow_schema``):
+    ``image`` an ``Image`` (storage struct {bytes, path}), ``label`` a ``ClassLabel`` with the class
+    names (storage int64), the rest plain ``Value`` columns."""
+    value = {"_type": "Value"}
+    return {
+        "image": {"_type": "Image"},
+        "height": {**value, "dtype": "int32"},
+        "width": {**value, "dtype": "int32"},
+        "channels": {**value, "dtype": "int32"},
+        "label": {"names": list(class_names), "_type": "ClassLabel"},
+        "source": {**value, "dtype": "string"},
+        "split": {**value, "dtype": "string"},
+    }
+
+
+def parquet_schema(class_names: Sequence[str], provenance: list[dict]):
+    """The Arrow schema of :func:`write_parquet`'s tables, with both metadata keys."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [("image", IMAGE_STRUCT()), ("height", pa.int32()), ("width", pa.int32()), ("channels", pa.int32()),
+         ("label", pa.int64()), ("source", pa.string()), ("split", pa.string())],
+        metadata={HF_METADATA_KEY: json.dumps({"info": {"features": hf_features(class_names)}}),
+                  "ganlode": json.dumps(provenance)})
+
+
 def write_parquet(imageset: ImageSet | Sequence[ImageSet], path: str) -> None:
     """Write one ImageSet (or several, e.g. a target and its eval reference) as a Parquet table.
 
-    Columns: image (PNG bytes), height, width, channels, label, source, split; the provenance of
-    each set is kept in the schema metadata under ``ganlode``. The write is atomic.
+    Columns: image (a struct {bytes: PNG bytes, path: a row name}, the storage of Hugging Face's
+    ``Image`` feature), height, width, channels, label (int64 index into the class names, a
+    ``ClassLabel``), source, split. The schema metadata holds the ``huggingface`` features JSON
+    (so ``datasets.load_dataset("parquet", data_files=...)`` gives an Image column and the class
+    names) and each set's provenance under ``ganlode``. ``ray.data.read_parquet`` reads it as any
+    table. The write is atomic. The readers take these tables and the first format (plain PNG
+    bytes, string labels) alike.
     """
     import pyarrow as pa
 
@@ -87,21 +120,44 @@ def write_parquet(imageset: ImageSet | Sequence[ImageSet], path: str) -> None:
     shapes = {tuple(s.images.shape[1:]) for s in sets if len(s)}
     if len(shapes) > 1:
         raise UserError(f"cannot write image sets of different sizes {sorted(shapes)} into one table {path}: write them separately")
+    names = list(dict.fromkeys(label for s in sets for label in s.labels))
+    index = {name: i for i, name in enumerate(names)}
     cols: dict[str, list] = {k: [] for k in (*PARQUET_COLUMNS, "split")}
+    row = 0
     for s in sets:
         arr = to_uint8(s.images) if len(s) else np.zeros((0, 1, 1, 1), np.uint8)
         for i in range(len(s)):
-            cols["image"].append(png_bytes(arr[i]))
+            cols["image"].append({"bytes": png_bytes(arr[i]), "path": f"{row:06d}.png"})
             cols["height"].append(arr.shape[1])
             cols["width"].append(arr.shape[2])
             cols["channels"].append(arr.shape[3])
-        cols["label"].extend(s.labels)
+            row += 1
+        cols["label"].extend(index[label] for label in s.labels)
         cols["source"].extend(s.sources)
         cols["split"].extend([s.split] * len(s))
-    schema = pa.schema([("image", pa.binary()), ("height", pa.int32()), ("width", pa.int32()), ("channels", pa.int32()),
-                        ("label", pa.string()), ("source", pa.string()), ("split", pa.string())],
-                       metadata={"ganlode": json.dumps([s.provenance() for s in sets])})
+    schema = parquet_schema(names, [s.provenance() for s in sets])
     storage.write_table(path, pa.Table.from_pydict(cols, schema=schema))
+
+
+def import_table(path: str, out: str) -> list[ImageSet]:
+    """Read the table (or folder) at ``path``, in any layout the readers take (a Hugging Face
+    ``datasets`` Parquet export included), and write it to ``out`` as a ganlode table: every row
+    with its pool as the ``split`` column (the table's own, else the held-out rule), images
+    embedded as PNG. Returns the written sets (train, val, test; empty ones left out)."""
+    ds = path_dataset(path)
+    sets = []
+    for split in ("train", "val", "test"):
+        pools = [p for p in ds.pool(split) if len(p)]
+        if not pools:
+            continue
+        idx = np.sort(np.concatenate(pools))
+        groups = [ds.groups[g] for g in ds.group_of[idx]]
+        sets.append(ImageSet(from_uint8(ds.images[idx]), [label for _, label in groups], [src for src, _ in groups],
+                             spec=path, seed=0, split=split))
+    if not sets:
+        raise UserError(f"{path} holds no images to import")
+    write_parquet(sets, out)
+    return sets
 
 
 def grid_pick(imageset: ImageSet, limit: int = 64) -> torch.Tensor:

@@ -4,6 +4,15 @@ Both are read through :mod:`ganlode.orchestrator.storage` (local or ``s3://``) a
 content: the cache key is the path's signature (physical location, sizes, modification times),
 so an edited folder or re-exported table is read again. A Parquet table written by
 ``ganlode data export`` carries a ``split`` column, which replaces the held-out rule.
+
+Two table layouts are read alike:
+
+- ganlode's first format: ``image`` plain PNG/JPEG bytes, ``label`` strings;
+- the Hugging Face ``datasets`` layout (what ``data export`` writes now, and what
+  ``Dataset.to_parquet`` writes): the image column a struct {bytes, path} (``Image`` feature;
+  a row with no bytes is read from its path, relative to the table's folder), the label column
+  int64 indices whose names are the ``ClassLabel`` names in the ``huggingface`` schema metadata.
+  Columns are found by name (``image``, ``label``) or else by their feature type there.
 """
 
 from __future__ import annotations
@@ -21,6 +30,29 @@ from .datasets import SPLIT_TAGS, Dataset, builtin_dataset, make_dataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PARQUET_COLUMNS = ("image", "height", "width", "channels", "label", "source")
+HF_METADATA_KEY = "huggingface"  # the schema metadata key of the Hugging Face features JSON
+
+
+def IMAGE_STRUCT():
+    """The Arrow type of a Hugging Face ``Image`` column: struct {bytes: binary, path: string}."""
+    import pyarrow as pa
+
+    return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def hf_features_of(schema) -> dict:
+    """The Hugging Face features recorded in a table's schema metadata ({} when there are none)."""
+    import json
+
+    meta = schema.metadata or {}
+    raw = meta.get(HF_METADATA_KEY.encode())
+    if not raw:
+        return {}
+    try:
+        features = (json.loads(raw.decode("utf-8")).get("info") or {}).get("features") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return features if isinstance(features, dict) else {}
 
 
 def is_parquet(path: str) -> bool:
@@ -140,9 +172,60 @@ def folder_dataset(path: str, signature: tuple) -> Dataset:
 # ---------------------------------------------------------------- Parquet tables
 
 
+def _column_of(table, features: dict, name: str, feature_type: str) -> str | None:
+    """The column called ``name``, else the first whose Hugging Face feature is ``feature_type``."""
+    if name in table.column_names:
+        return name
+    for column, feature in features.items():
+        if isinstance(feature, dict) and feature.get("_type") == feature_type and column in table.column_names:
+            return column
+    return None
+
+
+def _image_blobs(column, path: str, base: str) -> list[bytes]:
+    """Encoded image bytes per row: a plain binary column, or a Hugging Face Image struct {bytes, path}."""
+    import pyarrow as pa
+
+    if not pa.types.is_struct(column.type):
+        return column.to_pylist()
+    blobs = []
+    for i, cell in enumerate(column.to_pylist()):
+        cell = cell or {}
+        data, where = cell.get("bytes"), cell.get("path")
+        if data is None and where:
+            full = where if storage.is_remote(where) or os.path.isabs(where) else storage.join(base, where)
+            if not storage.exists(full):
+                raise UserError(f"row {i} of {path} holds no image bytes and its path {where} does not exist: "
+                                "re-save the table with the image bytes embedded")
+            data = storage.read_bytes(full)
+        if data is None:
+            raise UserError(f"row {i} of {path} holds no image: drop the row or fill it in")
+        blobs.append(data)
+    return blobs
+
+
+def _labels(column, features: dict, name: str) -> list[str]:
+    """Class names per row: strings as they are, integers through the ``ClassLabel`` names (if recorded)."""
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    if not (pa.types.is_integer(column.type)):
+        return [str(v) for v in values]
+    names = (features.get(name) or {}).get("names") if isinstance(features.get(name), dict) else None
+    if not names:
+        return [str(v) for v in values]
+    out = []
+    for v in values:
+        if v is None or not 0 <= int(v) < len(names):
+            raise UserError(f"label {v} is outside the {len(names)} class names of the table's ClassLabel: fix the table")
+        out.append(str(names[int(v)]))
+    return out
+
+
 @functools.lru_cache(maxsize=16)
 def parquet_dataset(path: str, signature: tuple) -> Dataset:
-    """A table of PNG/JPEG bytes with labels (``ganlode data export``), or a folder of such part files."""
+    """A table of PNG/JPEG bytes with labels (``ganlode data export``, either layout in the module
+    docstring), or a folder of such part files."""
     import pyarrow as pa
 
     if signature[0] == "dir":  # a dataset folder of Parquet part files (as Ray Data or Spark write)
@@ -151,17 +234,27 @@ def parquet_dataset(path: str, signature: tuple) -> Dataset:
         if not files:
             raise UserError(f"folder {path} holds no .parquet files: point at a .parquet file or a folder of them")
         urls = [storage.join(signature[1], k[len(root.rstrip("/")):].lstrip("/")) for k in files]
+        base = signature[1]
     else:
         urls = [signature[1]]
+        base = signature[1].rstrip("/").rsplit("/", 1)[0] if "/" in signature[1].rstrip("/") else "."
     fix = "check the path or re-export it with ganlode data export"
-    table = pa.concat_tables([storage.read_table(u, fix=fix) for u in urls])
-    missing = [c for c in ("image", "label") if c not in table.column_names]
+    tables = [storage.read_table(u, fix=fix) for u in urls]
+    try:
+        table = pa.concat_tables(tables)
+    except pa.ArrowInvalid as e:
+        raise UserError(f"the part files of {path} have different columns ({str(e).splitlines()[0][:80]}): "
+                        "re-export them as one table") from None
+    features = hf_features_of(tables[0].schema)
+    image_col = _column_of(table, features, "image", "Image")
+    label_col = _column_of(table, features, "label", "ClassLabel")
+    missing = [c for c, found in (("image", image_col), ("label", label_col)) if found is None]
     if missing:
         raise UserError(f"{path} lacks the column(s) {', '.join(missing)}: a target table needs "
                         f"{', '.join(PARQUET_COLUMNS)} (as ganlode data export writes)")
     if table.num_rows == 0:
         raise UserError(f"{path} has no rows: export a target into it with ganlode data export SPEC --out {path}")
-    labels = [str(label) for label in table.column("label").to_pylist()]
+    labels = _labels(table.column(label_col).combine_chunks(), features, label_col)
     sources = [str(s) if s else path for s in table.column("source").to_pylist()] if "source" in table.column_names else [path] * len(labels)
     channels = table.column("channels").to_pylist() if "channels" in table.column_names else [None] * len(labels)
 
@@ -169,8 +262,8 @@ def parquet_dataset(path: str, signature: tuple) -> Dataset:
         return (f"row {i} of {path} is {size[0]}x{size[1]} but row 0 is {first[0]}x{first[1]}: "
                 "a target table must hold images of one size")
 
-    images = _decode_all(table.column("image").to_pylist(), lambda i: f"row {i} of {path}", mismatch,
-                         [c in (None, 1) for c in channels], path)
+    blobs = _image_blobs(table.column(image_col).combine_chunks(), path, base)
+    images = _decode_all(blobs, lambda i: f"row {i} of {path}", mismatch, [c in (None, 1) for c in channels], path)
     tags = None
     if "split" in table.column_names:
         raw_tags = table.column("split").to_pylist()

@@ -28,42 +28,27 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ...methods import architectures, catalog, options, registry
-from ...methods.base import Adapter, NotApplicable, OptionError, Source, TransferOptions
-from ...methods.interface import critic_depth
+from ...methods import architectures, catalog, registry
+from ...methods.base import Adapter, TransferOptions
 from .. import storage
 from ..artifacts import checkpoint, training_state
 from ..artifacts.loaders import load_model
 from ..artifacts.records import ModelRecord, RunRecord
 from ..artifacts.rundir import BEST_CHECKPOINT, CHECKPOINT_SAMPLES, FINAL_CHECKPOINT, STATE_FILE, RunDir, metric_rows
 from ..artifacts.sampling import generator_sampler
-from ..data.imageset import ImageSet
-from ..data.spec import load_target
 from ..errors import UserError
-from ..evaluation import features, protocol
+from ..evaluation import protocol
 from ..evaluation.classifier import perceptual_features
 from ..progress import Progress
 from .ownership import LockedRunDir, owning
-from .sources import load_source
+from .transfer_plan import Plan, TransferSettings, check, check_settings, check_target, eval_steps, validate_options
+
+__all__ = ["TransferSettings", "TransferResult", "run_transfer", "resume_transfer", "write_transfer_result",
+           "check_target", "eval_steps", "validate_options", "check_settings"]
 
 EvalCallback = Callable[[int, dict[str, float]], None]
 RUN_KIND = "transfer"
 SELECT_ON = "fid"  # the validation metric that picks the best checkpoint (lower is better)
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """Everything that defines a transfer run; stored in its config.json, read back by ``--resume``."""
-
-    source: str
-    target: str
-    method: str
-    options: dict[str, Any]  # as given (the resolved ones are recorded beside them)
-    steps: int
-    seed: int = 0
-    eval_every: int | None = None
-    features: str = "classifier"
-    eval_n: int | None = None
 
 
 @dataclass
@@ -79,45 +64,6 @@ class TransferResult:
     train_s: float = 0.0  # time inside the training steps alone (no evaluation, loading or saving)
     eval_s: float = 0.0  # time spent in the periodic evaluations
     resumed_from: int = 0  # the step a --resume continued from (0: a fresh run)
-
-
-def flag(option: str) -> str:
-    return "--" + option.replace("_", "-")
-
-
-def validate_options(method: str, given: TransferOptions, *, critic_blocks: int, steps: int) -> None:
-    """UserError (naming CLI flags) unless the options fit the method; the check itself is methods.options'."""
-    try:
-        options.check(method, given, critic_blocks=critic_blocks, steps=steps)
-    except OptionError as e:
-        if e.option == "method":
-            raise UserError(f"unknown method {method!r}: use one of {', '.join(catalog.METHODS)}") from None
-        msg = str(e)
-        if e.option and msg.startswith(e.option):
-            msg = flag(e.option) + msg[len(e.option):]
-        if "does not apply" in msg:
-            takes = ", ".join(flag(o) for o in e.allowed) or "no method options"
-            hint = ("; to combine fine-tuning options use --method finetune"
-                    if e.option in catalog.ACCEPTS["finetune"] and method in ("freezed", "l2sp", "distill") else "")
-            msg = f"{flag(e.option)} does not apply to --method {method} (it takes {takes}){hint}"
-        raise UserError(msg) from None
-
-
-def check_target(target: ImageSet, arch, spec: str, source: str) -> None:
-    """UserError unless the target's images have the source's size and channels."""
-    if target.resolution != arch.resolution or target.channels != arch.channels:
-        raise UserError(f"target {spec} holds {target.channels}x{target.resolution}x{target.resolution} images but "
-                        f"source {source} makes {arch.channels}x{arch.resolution}x{arch.resolution}: pick a target "
-                        "of the source's image size and channels (nothing is resized for you)")
-
-
-def eval_steps(steps: int, eval_every: int | None) -> list[int]:
-    """Steps at which the model is scored: 0, every ``eval_every``, and the last."""
-    every = max(1, steps // 10) if eval_every is None else eval_every
-    points = {0, steps}
-    if every > 0:
-        points.update(range(every, steps, every))
-    return sorted(points)
 
 
 def write_transfer_result(run: RunDir, adapter: Adapter, arch: Any, record: RunRecord,
@@ -145,63 +91,13 @@ def write_transfer_result(run: RunDir, adapter: Adapter, arch: Any, record: RunR
 # ---------------------------------------------------------------- check and build
 
 
-@dataclass
-class _Plan:
-    """What the check step found: everything the run needs, nothing written yet."""
-
-    settings: TransferSettings
-    given: TransferOptions
-    resolved: TransferOptions
-    source: Source
-    ckpt: checkpoint.Checkpoint
-    target: ImageSet
-    run: RunDir
-
-
-def _check_settings(s: TransferSettings) -> TransferOptions:
-    try:
-        given = TransferOptions.from_dict(s.options)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{e}; known options: {', '.join(TransferOptions.names())}") from None
-    if isinstance(s.steps, bool) or not isinstance(s.steps, int) or s.steps < 1:
-        raise UserError(f"--steps must be a whole number >= 1, got {s.steps}")
-    if s.eval_every is not None and s.eval_every < 0:
-        raise UserError("--eval-every must be 0 (only at start and end) or more")
-    if s.eval_n is not None and s.eval_n < 2:
-        raise UserError(f"--eval-n must be at least 2 (FID needs two or more images), got {s.eval_n}")
-    if s.features not in features.FEATURES:
-        raise UserError(f"unknown features {s.features!r}: use one of {', '.join(features.FEATURES)}")
-    if s.method not in catalog.METHODS:
-        raise UserError(f"unknown method {s.method!r}: use one of {', '.join(catalog.METHODS)}")
-    if s.features == "inception":
-        features.require(s.features)
-    return given
-
-
-def _check(s: TransferSettings, out: str) -> _Plan:
-    given = _check_settings(s)
-    src, ckpt = load_source(s.source)
-    try:
-        registry.check_applies(s.method, src)
-    except NotApplicable as e:
-        raise UserError(f"--method {s.method} cannot adapt {ckpt.path}: {e}") from None
-    blocks = critic_depth(src.critic) if src.critic is not None else 0
-    validate_options(s.method, given, critic_blocks=blocks, steps=s.steps)
-    resolved = options.resolve(s.method, given, src, s.steps)
-    target_set = load_target(s.target, seed=s.seed)
-    check_target(target_set, ckpt.arch, s.target, s.source)
-    if s.method == "adabn" and len(target_set) < 2:
-        raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {s.target} has 1")
-    return _Plan(s, given, resolved, src, ckpt, target_set, RunDir(out))
-
-
 def _references(s: TransferSettings) -> dict[str, protocol.Reference]:
     """The validation reference (model selection) and the test reference (reported figures)."""
     return {split: protocol.reference(s.target, n=s.eval_n, feature_kind=s.features, split=split)
             for split in protocol.EVAL_SPLITS}
 
 
-def _record(plan: _Plan, adapter: Adapter) -> RunRecord:
+def _record(plan: Plan, adapter: Adapter) -> RunRecord:
     s = plan.settings
     return RunRecord(
         run_kind=RUN_KIND, status="running", method=s.method, target=s.target, seed=s.seed, features=s.features,
@@ -214,7 +110,7 @@ def _record(plan: _Plan, adapter: Adapter) -> RunRecord:
     )
 
 
-def _adapter(plan: _Plan) -> Adapter:
+def _adapter(plan: Plan) -> Adapter:
     s = plan.settings
     latent = catalog.record(s.method).latent
     return registry.build(s.method, plan.source, plan.target.images, plan.resolved, seed=s.seed,
@@ -238,7 +134,7 @@ class _Progress:
 class _Loop:
     """The training loop of one run: steps, validation evaluations, state and best checkpoints."""
 
-    def __init__(self, plan: _Plan, adapter: Adapter, refs: dict[str, protocol.Reference], record: RunRecord,
+    def __init__(self, plan: Plan, adapter: Adapter, refs: dict[str, protocol.Reference], record: RunRecord,
                  on_eval: EvalCallback | None, show_progress: bool):
         self.plan, self.adapter, self.refs, self.record = plan, adapter, refs, record
         self.on_eval, self.show_progress = on_eval, show_progress
@@ -364,7 +260,7 @@ def run_transfer(
     t0 = time.time()
     given = options.given() if isinstance(options, TransferOptions) else dict(options or {})
     settings = TransferSettings(source, target, method, given, steps, seed, eval_every, feature_kind, eval_n)
-    plan = _check(settings, out)
+    plan = check(settings, out)
     with owning(out, force_unlock=force_unlock) as lock:
         plan.run = LockedRunDir(out, lock)
         if plan.run.is_run() and plan.run.read_record().done:
@@ -404,7 +300,7 @@ def resume_transfer(run_path: str, *, on_eval: EvalCallback | None = None, show_
     """
     t0 = time.time()
     settings = _resumable(RunDir(run_path))
-    plan = _check(settings, run_path)
+    plan = check(settings, run_path)
     with owning(run_path, force_unlock=force_unlock) as lock:
         run = plan.run = LockedRunDir(run_path, lock)
         if _resumable(run) != settings:  # read again under the lock: another writer may have finished it

@@ -2,7 +2,8 @@
 
 It reads only what a run directory holds (see :mod:`ganlode.orchestrator.artifacts.rundir`):
 - ``config.json``: the exact command and configuration;
-- ``metrics.parquet``: the results table (last evaluation per method) and FID/KMMD over steps;
+- ``metrics.parquet``: the results table (each method's final model, and a transfer's
+  best-by-validation model, on the test split) and FID/KMMD over steps (validation split);
 - ``samples/*.png``: a sample grid per method, beside ``samples/target.png`` (real images);
 - ``shares.parquet`` (mined runs): the selector's shares over time against ``true_shares``.
 Nothing else in the run directory is touched; the page is written atomically, under the run's
@@ -58,16 +59,32 @@ def load_inputs(run: RunDir) -> dict[str, Any]:
     return {"config": config, "metrics": metrics, "shares": shares, "samples": samples}
 
 
+REPORTED_SPLITS = ("test", "eval")  # "eval": rows of runs made before the protocol had a test split
+SELECTION_SPLITS = ("val", "eval")
+
+
 def final_table(metrics: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
-    """Per method, the value of each metric at its last evaluated step (mean over seeds)."""
-    last: dict[tuple[str, str], int] = {}
-    for r in metrics:
-        key = (r["method"], r["metric"])
-        last[key] = max(last.get(key, -1), int(r["step"]))
+    """Per method, each metric of its final model on the test split (mean over seeds).
+
+    A transfer also scored its best-by-validation model on test: that model gets its own row,
+    ``METHOD (best by validation, step K)``. Validation rows never enter the table; a method
+    with no test row at all (an unfinished run) shows its last validation scores, marked so.
+    """
+    def split_of(r: dict) -> str:
+        return r.get("split") or "eval"
+
+    rows = [r for r in metrics if split_of(r) in REPORTED_SPLITS]
+    shown = {r["method"] for r in rows}
+    rows += [{**r, "method": f"{r['method']} (validation)"} for r in metrics
+             if split_of(r) in SELECTION_SPLITS and r["method"] not in shown]
+    last: dict[str, int] = {}
+    for r in rows:
+        last[r["method"]] = max(last.get(r["method"], -1), int(r["step"]))
     acc: dict[str, dict[str, list[float]]] = {}
-    for r in metrics:
-        if int(r["step"]) == last[(r["method"], r["metric"])]:
-            acc.setdefault(r["method"], {}).setdefault(r["metric"], []).append(float(r["value"]))
+    for r in rows:
+        step = int(r["step"])
+        name = r["method"] if step == last[r["method"]] else f"{r['method']} (best by validation, step {step})"
+        acc.setdefault(name, {}).setdefault(r["metric"], []).append(float(r["value"]))
     table = {m: {k: sum(v) / len(v) for k, v in d.items()} for m, d in acc.items()}
     cols = [c for c in ("fid", "kmmd", "mv") if any(c in d for d in table.values())]
     cols += sorted({k for d in table.values() for k in d} - set(cols) - {"kmmd_bandwidth"})
@@ -89,14 +106,16 @@ def render(inputs: dict[str, Any], title: str) -> str:
     config, metrics, samples = inputs["config"], inputs["metrics"], inputs["samples"]
     cols, table = final_table(metrics)
     # "best" is per target: methods on different targets are not comparable
-    targets_of = {r["method"]: r.get("target") or "" for r in metrics}
+    by_method = {r["method"]: r.get("target") or "" for r in metrics}
+    targets_of = {m: by_method.get(m.split(" (")[0], "") for m in table}
     best = {(c, t): min((m for m in table if targets_of[m] == t), key=lambda m: table[m].get(c, float("inf")))
             for c in cols if LOWER_IS_BETTER.get(c) for t in set(targets_of.values())}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p class='sub'>target <code>{html.escape(str(config.get('target', '?')))}</code> · "
-             f"evaluation: {html.escape(str(config.get('features', 'classifier')))} features, held-out reference</p>"]
+             f"evaluation: {html.escape(str(config.get('features', 'classifier')))} features; the table is on the "
+             "test split, the curves on the validation split (model selection)</p>"]
     show_target = len(set(targets_of.values())) > 1
     parts.append("<h2>Results</h2><table><tr><th>method</th>" + ("<th>target</th>" if show_target else "")
                  + "".join(f"<th>{c.upper()}</th>" for c in cols) + "</tr>")
@@ -126,7 +145,7 @@ def render(inputs: dict[str, Any], title: str) -> str:
     shares = shares_png(inputs["shares"], true)
     if shares:
         parts.append(f"<h2>Selector shares</h2><div class='plots'><img alt='shares' src='{_data_uri(shares)}'></div>")
-    curves = curves_png(metrics)
+    curves = curves_png([r for r in metrics if (r.get("split") or "eval") in SELECTION_SPLITS])
     if curves:
         parts.append(f"<h2>Quality over steps</h2><div class='plots'><img alt='curves' src='{_data_uri(curves)}'></div>")
     parts.append("<h2>Command and configuration</h2>")

@@ -1,0 +1,126 @@
+"""The check step of a transfer run: its settings, validated before anything is written.
+
+:func:`check` turns :class:`TransferSettings` into a :class:`Plan` (the source nets, the
+resolved options, the target set and the run directory) or raises a one-line
+:class:`~ganlode.orchestrator.errors.UserError` naming the CLI flag at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...methods import catalog, options, registry
+from ...methods.base import NotApplicable, OptionError, Source, TransferOptions
+from ...methods.interface import critic_depth
+from ..artifacts import checkpoint
+from ..artifacts.rundir import RunDir
+from ..data.imageset import ImageSet
+from ..data.spec import load_target
+from ..errors import UserError
+from ..evaluation import features
+from .sources import load_source
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Everything that defines a transfer run; stored in its config.json, read back by ``--resume``."""
+
+    source: str
+    target: str
+    method: str
+    options: dict[str, Any]  # as given (the resolved ones are recorded beside them)
+    steps: int
+    seed: int = 0
+    eval_every: int | None = None
+    features: str = "classifier"
+    eval_n: int | None = None
+
+
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def validate_options(method: str, given: TransferOptions, *, critic_blocks: int, steps: int) -> None:
+    """UserError (naming CLI flags) unless the options fit the method; the check itself is methods.options'."""
+    try:
+        options.check(method, given, critic_blocks=critic_blocks, steps=steps)
+    except OptionError as e:
+        if e.option == "method":
+            raise UserError(f"unknown method {method!r}: use one of {', '.join(catalog.METHODS)}") from None
+        msg = str(e)
+        if e.option and msg.startswith(e.option):
+            msg = flag(e.option) + msg[len(e.option):]
+        if "does not apply" in msg:
+            takes = ", ".join(flag(o) for o in e.allowed) or "no method options"
+            hint = ("; to combine fine-tuning options use --method finetune"
+                    if e.option in catalog.ACCEPTS["finetune"] and method in ("freezed", "l2sp", "distill") else "")
+            msg = f"{flag(e.option)} does not apply to --method {method} (it takes {takes}){hint}"
+        raise UserError(msg) from None
+
+
+def check_target(target: ImageSet, arch, spec: str, source: str) -> None:
+    """UserError unless the target's images have the source's size and channels."""
+    if target.resolution != arch.resolution or target.channels != arch.channels:
+        raise UserError(f"target {spec} holds {target.channels}x{target.resolution}x{target.resolution} images but "
+                        f"source {source} makes {arch.channels}x{arch.resolution}x{arch.resolution}: pick a target "
+                        "of the source's image size and channels (nothing is resized for you)")
+
+
+def eval_steps(steps: int, eval_every: int | None) -> list[int]:
+    """Steps at which the model is scored: 0, every ``eval_every``, and the last."""
+    every = max(1, steps // 10) if eval_every is None else eval_every
+    points = {0, steps}
+    if every > 0:
+        points.update(range(every, steps, every))
+    return sorted(points)
+
+
+@dataclass
+class Plan:
+    """What the check step found: everything the run needs, nothing written yet."""
+
+    settings: TransferSettings
+    given: TransferOptions
+    resolved: TransferOptions
+    source: Source
+    ckpt: checkpoint.Checkpoint
+    target: ImageSet
+    run: RunDir
+
+
+def check_settings(s: TransferSettings) -> TransferOptions:
+    try:
+        given = TransferOptions.from_dict(s.options)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{e}; known options: {', '.join(TransferOptions.names())}") from None
+    if isinstance(s.steps, bool) or not isinstance(s.steps, int) or s.steps < 1:
+        raise UserError(f"--steps must be a whole number >= 1, got {s.steps}")
+    if s.eval_every is not None and s.eval_every < 0:
+        raise UserError("--eval-every must be 0 (only at start and end) or more")
+    if s.eval_n is not None and s.eval_n < 2:
+        raise UserError(f"--eval-n must be at least 2 (FID needs two or more images), got {s.eval_n}")
+    if s.features not in features.FEATURES:
+        raise UserError(f"unknown features {s.features!r}: use one of {', '.join(features.FEATURES)}")
+    if s.method not in catalog.METHODS:
+        raise UserError(f"unknown method {s.method!r}: use one of {', '.join(catalog.METHODS)}")
+    if s.features == "inception":
+        features.require(s.features)
+    return given
+
+
+def check(s: TransferSettings, out: str) -> Plan:
+    given = check_settings(s)
+    src, ckpt = load_source(s.source)
+    try:
+        registry.check_applies(s.method, src)
+    except NotApplicable as e:
+        raise UserError(f"--method {s.method} cannot adapt {ckpt.path}: {e}") from None
+    blocks = critic_depth(src.critic) if src.critic is not None else 0
+    validate_options(s.method, given, critic_blocks=blocks, steps=s.steps)
+    resolved = options.resolve(s.method, given, src, s.steps)
+    target_set = load_target(s.target, seed=s.seed)
+    check_target(target_set, ckpt.arch, s.target, s.source)
+    if s.method == "adabn" and len(target_set) < 2:
+        raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {s.target} has 1")
+    return Plan(s, given, resolved, src, ckpt, target_set, RunDir(out))
