@@ -127,7 +127,7 @@ def test_bad_input_exits_2_with_one_line(case, source, tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing written on bad input
     expect = {"foreign-option": "--freeze-depth", "freeze-too-deep": "3 blocks", "negative-weight": "--l2sp-weight must be >= 0",
               "size-mismatch": "32x32", "channel-mismatch": "3x28x28", "empty-target": "no images",
-              "eval-no-run": "holds no run"}.get(case)
+              "eval-no-run": "holds no images"}.get(case)
     if expect:
         assert expect in err
 

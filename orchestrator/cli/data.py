@@ -77,8 +77,8 @@ def _summary(imageset) -> str:
 
 
 @click.group("data", cls=Group, invoke_without_command=True, epilog=EPILOG,
-             short_help="inspect and export target image sets",
-             help="Inspect a target spec (counts per class and a sample grid) or export it as a Parquet table.")
+             short_help="inspect, export and import target image sets",
+             help="Inspect a target spec (counts per class and a sample grid), export it as a Parquet table, or import a table.")
 @click.pass_context
 def command(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:

@@ -134,9 +134,12 @@ def _pick(metrics: dict) -> dict:
 
 
 def _collect_metrics(run: RunDir, sub: RunDir, method: str, target: str) -> None:
-    """Copy a sub-run's evaluation rows into the demo's metrics.parquet under ``method``."""
-    rows = sub.read_metrics().to_pylist()
-    run.append_metrics([{**r, "method": method, "target": target} for r in rows if r["metric"] in ("fid", "kmmd", "mv")])
+    """Copy a sub-run's validation curve and its final model's test scores into the demo's
+    metrics.parquet under ``method`` (the demo compares final models: one row per method)."""
+    rows = [r for r in sub.read_metrics().to_pylist() if r["metric"] in ("fid", "kmmd", "mv")]
+    final = max((r["step"] for r in rows if r["split"] == "test"), default=None)
+    run.append_metrics([{**r, "method": method, "target": target} for r in rows
+                        if r["split"] == "val" or (r["split"] == "test" and r["step"] == final)])
 
 
 def summary_table(rows: list[dict]) -> str:
