@@ -7,7 +7,7 @@ reads such a file (or one written by hand) into click's ``default_map`` before t
 are parsed, so a flag given beside it wins (``--config RUN/run.yaml --out runs/again``), and a
 key that is no option of the command is a usage error naming it.
 
-Left out of ``run.yaml``: ``--config`` itself, ``--force-unlock`` (never replayed) and ``--resume``
+The file is written once the run has finished, under the run's lock. Left out of ``run.yaml``: ``--config`` itself, ``--force-unlock`` (never replayed) and ``--resume``
 (a re-run is a new run). A run continued with ``transfer --resume`` or ``tune --resume`` writes
 none: those commands take their settings from the stored run, not from options.
 
@@ -73,13 +73,18 @@ def dump(doc: dict[str, Any], command_path: str) -> bytes:
 
 def write_run_config(ctx: click.Context, run: str) -> str | None:
     """Write ``RUN/run.yaml`` with the resolved options of ``ctx``; returns its path (None: there is
-    no directory ``run`` to write into, e.g. a pipeline stood in for by a test)."""
+    no directory ``run`` to write into, e.g. a pipeline stood in for by a test).
+
+    The run's lock is taken for the write, as for every write into a run directory.
+    """
     from .. import storage
+    from ..pipelines.ownership import owning
 
     if not storage.exists(run):
         return None
     path = storage.join(run, RUN_CONFIG_FILE)
-    storage.write_bytes_atomic(path, dump(document(ctx), ctx.command_path))
+    with owning(run):
+        storage.write_bytes_atomic(path, dump(document(ctx), ctx.command_path))
     return path
 
 
