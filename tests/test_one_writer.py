@@ -184,8 +184,8 @@ def test_two_transfers_into_one_out_one_runs_the_other_is_refused(tiny_source, o
     assert not storage.exists(RunDir(out).file("report.html"))
 
 
-def test_two_mines_into_one_out_one_runs_the_other_is_refused(tiny_source, tmp_path):
-    out, gate = str(tmp_path / "mined"), tmp_path / "gate"
+def test_two_mines_into_one_out_one_runs_the_other_is_refused(tiny_source, out, tmp_path):
+    gate = tmp_path / "gate"
 
     def mine(seed: int, *more: str) -> list[str]:
         return ["mine", "--source", tiny_source, "--source", tiny_source, "--target", TARGET, "--out", out,
@@ -205,8 +205,8 @@ def test_two_mines_into_one_out_one_runs_the_other_is_refused(tiny_source, tmp_p
     _only(out, "mine", 1)
 
 
-def test_two_tunes_into_one_out_one_runs_the_other_is_refused(tiny_source, tmp_path):
-    out, gate = str(tmp_path / "search"), tmp_path / "gate"
+def test_two_tunes_into_one_out_one_runs_the_other_is_refused(tiny_source, out, tmp_path):
+    gate = tmp_path / "gate"
 
     def tune(seed: int) -> list[str]:
         return ["tune", "--source", tiny_source, "--target", TARGET, "--method", "l2sp", "--trials", "1",
