@@ -89,3 +89,18 @@ def test_missing_metrics_exit_2_and_leave_files(tmp_path, capsys):
 def test_report_on_a_non_run_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "holds no ganlode run" in capsys.readouterr().err
+
+
+def test_best_marks_compare_only_rows_on_the_same_target(tmp_path):
+    """A method name with parentheses ("minegan (4 sources)") keeps its own target: each target
+    has its own best row."""
+    run = RunDir(str(tmp_path / "run"))
+    run.write_config({"kind": "demo", "target": "a; b"})
+    rows = metric_rows("minegan (4 sources)", 5, {"fid": 800.0}, target="mix", split="test")
+    rows += metric_rows("finetune", 5, {"fid": 300.0}, target="seven", split="test")
+    rows += metric_rows("scratch", 5, {"fid": 900.0}, target="seven", split="test")
+    run.append_metrics(rows)
+    assert main(["report", run.path]) == 0
+    page = open(run.file("report.html"), encoding="utf-8").read()
+    cells = dict(re.findall(r"<tr><td>([^<]+)</td><td [^>]*><code>[^<]*</code></td><td class='([a-z]*)'>", page))
+    assert cells == {"minegan (4 sources)": "best", "finetune": "best", "scratch": ""}

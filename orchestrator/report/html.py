@@ -107,7 +107,8 @@ def render(inputs: dict[str, Any], title: str) -> str:
     cols, table = final_table(metrics)
     # "best" is per target: methods on different targets are not comparable
     by_method = {r["method"]: r.get("target") or "" for r in metrics}
-    targets_of = {m: by_method.get(m.split(" (")[0], "") for m in table}
+    # a derived row ("finetune (best by validation, step 40)") has its method's target
+    targets_of = {m: by_method[m] if m in by_method else by_method.get(m.rsplit(" (", 1)[0], "") for m in table}
     best = {(c, t): min((m for m in table if targets_of[m] == t), key=lambda m: table[m].get(c, float("inf")))
             for c in cols if LOWER_IS_BETTER.get(c) for t in set(targets_of.values())}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
