@@ -233,7 +233,7 @@ def test_two_tunes_into_one_out_one_runs_the_other_is_refused(tiny_source, out, 
 
 
 def test_a_killed_transfer_leaves_a_stale_lock_that_resume_takes_over(tiny_source, tmp_path, capsys):
-    from ganlode.orchestrator.pipelines.transfer import resume_transfer, run_transfer
+    from ganlode.orchestrator.pipelines.transfer import run_transfer
 
     run, gate = str(tmp_path / "killed"), tmp_path / "gate"
     victim = _start(_transfer(tiny_source, run, "finetune", seed=3, steps=6, eval_every=2), gate, "transfer:4")
@@ -243,12 +243,17 @@ def test_a_killed_transfer_leaves_a_stale_lock_that_resume_takes_over(tiny_sourc
     assert _lock_exists(run)  # the file stays; its flock died with the process
     capsys.readouterr()
 
-    result = resume_transfer(run, show_progress=False)
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    from ganlode.orchestrator.cli.main import main
+
+    assert main(["transfer", "--resume", run, "--no-progress"]) == 0  # the next command on the run
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {run} ")
+    fid = [r["step"] for r in RunDir(run).read_metrics().to_pylist() if r["metric"] == "fid" and r["split"] == "val"]
+    assert fid == [0, 2, 4, 6]  # the evaluations before the kill are kept, none is doubled
+    err = [line for line in captured.err.splitlines() if line.strip()]
     assert len(err) == 1 and re.fullmatch(
         rf"took over the lock of {re.escape(run)} left by pid {victim.pid} on {re.escape(HOST)} since {STAMP} "
         r"\(that process is gone(; its pid is in use by another process)?\)", err[0]), err
-    assert result.resumed_from == 4
     _only(run, "finetune", 3)
 
     reference = str(tmp_path / "uninterrupted")
