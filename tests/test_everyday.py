@@ -17,6 +17,7 @@ import torch
 
 from ganlode.orchestrator.artifacts.rundir import RunDir
 from ganlode.orchestrator.cli.main import main
+from ganlode.orchestrator.evaluation import protocol
 
 TARGET = "mnist5k:7@12"
 N = 16
@@ -142,7 +143,7 @@ def test_eval_of_two_folders_agrees_with_eval_of_the_run(run, tmp_path, capsys, 
     assert by_run["n"] == N and by_run["reference"] == {"kind": "spec", "path": TARGET, "split": "test", "n": N}
 
     # the same counts and seed, as PNG folders: the run's samples and its test reference
-    samples = quantized_samples(path).sampler(N, torch.Generator().manual_seed(10_000 + SEED))
+    samples = quantized_samples(path).sampler(N, protocol.sample_generator(SEED))
     reference = data.eval_reference(TARGET, n=N, split="test").images
     _write_pngs(tmp_path / "samples", samples, "s")
     _write_pngs(tmp_path / "reference", reference, "r")

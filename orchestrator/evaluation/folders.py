@@ -8,7 +8,7 @@ images), the KMMD bandwidth from the reference features, and equal sample counts
   the reference exactly as :func:`.protocol.reference` draws it;
 - ``FOLDER --against RUN|CKPT|zoo:NAME``: FOLDER is the reference and the model's samples are
   scored against it, drawn as :func:`.protocol.score` draws them (as many as the reference,
-  seed ``10_000 + seed``), so a folder holding a run's test split gives that run's figures.
+  stream ``protocol.sample_generator(seed)``), so a folder holding a run's test split gives that run's figures.
 
 A folder is any path the data layer reads as a dataset (a folder of images, with or without one
 subfolder per class, or a Parquet table); every image in it is used, whatever its class or split.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ...methods import metrics as M
+from ...methods import seeding
 from ..artifacts.sampling import Sampler, generator_sampler
 from ..data.images import grid_png
 from ..data.spec import eval_reference
@@ -48,9 +49,14 @@ def reference(spec: str, n: int | None = None, feature_kind: str = "classifier",
     return Reference(spec, feats, M.kmmd_bandwidth(feats), feature_kind, split)
 
 
+def sample_generator(seed: int) -> torch.Generator:
+    """The protocol's own stream of sample draws for ``seed`` (never the training streams)."""
+    return seeding.generator(seed, "evaluation-samples")
+
+
 def score(sampler: Sampler, ref: Reference, seed: int = 0) -> dict[str, float]:
     """Metrics of ``len(ref)`` samples against the reference (equal counts by construction)."""
-    samples = sampler(len(ref), torch.Generator().manual_seed(10_000 + seed))
+    samples = sampler(len(ref), sample_generator(seed))
     feats = extractor(ref.feature_kind)(samples)
     out = M.all_metrics(feats, ref.features, ref.bandwidth)
     out["n"] = len(ref)
