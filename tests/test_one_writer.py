@@ -279,7 +279,7 @@ def test_four_transfers_into_four_outs_at_once_all_succeed(tiny_source, tmp_path
 
 
 def test_force_unlock_removes_a_live_lock_with_a_notice(tiny_source, tmp_path, capsys):
-    """``force_unlock`` (the lead's ``--force-unlock``) through the Python API; without it: refused."""
+    """``force_unlock`` (the CLI's ``--force-unlock``) through the Python API; without it: refused."""
     from ganlode.orchestrator import api
 
     out = str(tmp_path / "forced")
