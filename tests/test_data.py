@@ -130,9 +130,11 @@ def test_export_with_eval_keeps_the_reference(tmp_path, capsys):
     assert main(["data", "export", "digits8:1,2@20", "--with-eval", "--out", path]) == 0
     assert "rows" in capsys.readouterr().out
     assert torch.equal(data.load_target(path).images, data.load_target("digits8:1,2@20").images)
-    ref = data.load_target(path, split="eval")
-    assert torch.equal(ref.images, data.load_target("digits8:1,2@20", split="eval").images)
-    assert not (_bytes_set(ref) & _bytes_set(data.load_target(path)))
+    for split in ("val", "test"):  # the table keeps the dataset's own validation and test splits, exactly
+        ref = data.load_target(path, split=split)
+        assert torch.equal(ref.images, data.load_target("digits8:1,2@20", split=split).images), split
+        assert not (_bytes_set(ref) & _bytes_set(data.load_target(path)))
+    assert not (_bytes_set(data.load_target(path, split="val")) & _bytes_set(data.load_target(path, split="test")))
 
 
 def _png(path, size=(10, 10), value=128, rgb=False):

@@ -53,8 +53,8 @@ def test_hugging_face_datasets_loads_it_with_image_and_class_label(exported, tmp
     assert isinstance(ds.features["image"], datasets.Image)
     assert isinstance(ds.features["label"], datasets.ClassLabel) and ds.features["label"].names == ["3", "zebra"]
     train = data.load_target(SPEC)
-    held = data.load_target(SPEC, split="eval")
-    assert len(ds) == len(train) + len(held)
+    held = data.load_target(SPEC, split="val")  # --with-eval writes the validation rows, then the test rows
+    assert len(ds) == len(train) + len(held) + len(data.load_target(SPEC, split="test"))
     names = [ds.features["label"].int2str(i) for i in ds["label"]]
     assert names[:len(train)] == train.labels and ds["split"][:len(train)] == ["train"] * len(train)
     for i in (0, len(train) - 1, len(train)):
@@ -75,7 +75,8 @@ def test_the_readers_take_the_new_table_bit_for_bit(exported):
     back = data.load_target(exported)
     t = data.load_target(SPEC)
     assert torch.equal(back.images, t.images) and back.labels == t.labels and back.sources == t.sources
-    assert torch.equal(data.load_target(exported, split="eval").images, data.load_target(SPEC, split="eval").images)
+    for split in ("val", "test"):
+        assert torch.equal(data.load_target(exported, split=split).images, data.load_target(SPEC, split=split).images)
 
 
 def _old_format_table(path: str, imageset) -> None:

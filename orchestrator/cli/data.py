@@ -28,8 +28,9 @@ target specs: DATASET[:CLASSES][@N], parts joined with '+'
   CLASSES  names or indices, comma-separated; ranges like 0-4 or A-Z
   @N       N images in total, split evenly over the part's classes
            (without @N: every training image of those classes)
-  30% of every class is held out for evaluation (fixed, whatever --seed);
-  --split eval shows or exports that held-out reference instead.
+  30% of every class is held out (fixed, whatever --seed), half as the validation split (model
+  selection) and half as the test split (reported figures); --split val, test or eval (both)
+  shows or exports those images instead.
 
 built-in datasets:
 {builtins}
@@ -53,8 +54,9 @@ format (plain PNG bytes, string labels) and other datasets' Parquet exports too.
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--split", type=click.Choice(("train", "eval")), default="train",
-                     help="train: the drawn target set (default); eval: its held-out evaluation reference")(f)
+    f = click.option("--split", type=click.Choice(("train", "val", "test", "eval")), default="train",
+                     help="train: the drawn target set (default); val / test: its validation or test split; "
+                          "eval: both")(f)
     f = options.seed("seed of the draw (default 0); the held-out split never depends on it")(f)
     return click.argument("spec", metavar="SPEC")(f)
 
@@ -135,18 +137,19 @@ examples:
 @_common
 @options.out("the .parquet file to write (local or s3://)", required=True, metavar="PARQUET")
 @click.option("--with-eval", is_flag=True,
-              help="also store the held-out reference (split=eval rows), so the table keeps its evaluation set")
+              help="also store the validation and test splits (split=val and split=test rows), so the table "
+                   "keeps its evaluation sets")
 def export(spec: str, seed: int, split: str, out: str, with_eval: bool) -> int:
     from .. import data
 
-    if with_eval and split == "eval":
-        raise UserError("--with-eval adds the held-out rows to a training export: drop --split eval or --with-eval")
+    if with_eval and split != "train":
+        raise UserError(f"--with-eval adds the held-out rows to a training export: drop --split {split} or --with-eval")
     sets = [data.load_target(spec, seed=seed, split=split)]
-    if with_eval:
-        sets.append(data.load_target(spec, seed=seed, split="eval"))
+    if with_eval:  # each split tagged as itself, so the table loads back with the same val and test splits
+        sets += [data.load_target(spec, seed=seed, split=s) for s in ("val", "test")]
     data.write_parquet(sets, out)
     rows = sum(len(s) for s in sets)
-    extra = f" ({len(sets[0])} train, {len(sets[1])} eval)" if len(sets) > 1 else ""
+    extra = f" ({', '.join(f'{len(x)} {x.split}' for x in sets)})" if len(sets) > 1 else ""
     print(f"wrote {rows} rows{extra} to {out}")
     return 0
 
