@@ -29,7 +29,7 @@ from .errors import UserError
 from .evaluation import protocol
 from .pipelines import evaluate as evaluate_pipeline
 from .pipelines.mine import mine_config, run_mine
-from .pipelines.sources import load_sources, trained_loss
+from .pipelines.sources import trained_loss
 from .pipelines.transfer import resume_transfer, run_transfer
 from .search.run import run_search
 from .search.spec import BEST_FILE, BEST_RUN, TRIALS_FILE, SearchSpec, with_default_space
@@ -132,7 +132,7 @@ def mine(sources: Sequence[str], target: str, *, out: str, mining_steps: int = 1
     ``config`` sets any other field of ``MultiSourceConfig`` (``batch``, ``lr_miner``, ``window``, ...);
     the loss defaults to the first source's. ``force_unlock`` as for :func:`transfer`.
     """
-    loss = config.pop("loss", None) or trained_loss(load_sources(list(sources))[0])
+    loss = config.pop("loss", None) or trained_loss(sources[0])
     cfg = mine_config(loss, mining_steps=mining_steps, finetune_steps=finetune_steps, seed=seed, **config)
     r = run_mine(list(sources), target, out, cfg, seed=seed, in_process=in_process, eval_every=eval_every,
                  feature_kind=features, eval_n=eval_n, resume=resume, show_progress=progress, force_unlock=force_unlock)

@@ -83,12 +83,11 @@ def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str,
             gpus_per_source: float | None, threads: int | None, checkpoint_every: int, resume: bool, in_process: bool,
             eval_every: int, features: str, eval_n: int | None, no_progress: bool, as_json: bool, force_unlock: bool,
             **config: Any) -> int:
-    from ..artifacts.checkpoint import load_checkpoint
     from ..pipelines.mine import mine_config, run_mine
     from ..pipelines.sources import trained_loss
 
     with stdout_to_stderr(as_json):
-        loss = loss or trained_loss(load_checkpoint(sources[0], with_critic=False))
+        loss = loss or trained_loss(sources[0])
         cfg = mine_config(loss, **{name: config[name] for name in CONFIG_FLAGS})
         result = run_mine(
             list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from ...methods.base import Source
+from .. import storage
 from ..artifacts import checkpoint
+from ..artifacts.loaders import locate
+from ..artifacts.rundir import CONFIG_FILE
 from ..errors import UserError
 
 PLAIN = "gan"  # the only model kind a run starts from
@@ -43,7 +46,15 @@ def load_sources(sources: Sequence[str]) -> list[checkpoint.Checkpoint]:
     return ckpts
 
 
-def trained_loss(ckpt: checkpoint.Checkpoint, default: str = "ns-r1") -> str:
-    """The adversarial loss a source was trained with (``default``, pretrain's, when it records none)."""
-    train = ckpt.config.get("train") if isinstance(ckpt.config.get("train"), dict) else {}
+def trained_loss(ckpt: checkpoint.Checkpoint | str, default: str = "ns-r1") -> str:
+    """The adversarial loss a source was trained with (``default``, pretrain's, when it records none).
+
+    ``ckpt`` is a loaded checkpoint, or a path (checkpoint, run or zoo:NAME), whose record alone is
+    read: no weights are loaded.
+    """
+    if isinstance(ckpt, str):
+        config = storage.read_json(storage.join(locate(ckpt).checkpoint, CONFIG_FILE))
+    else:
+        config = ckpt.config
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
     return train.get("loss", default)

@@ -16,6 +16,7 @@ from typing import Any
 from ...actors.placement import plan_nested_resources
 from ...methods import catalog
 from ...methods.base import Source
+from ...methods.interface import critic_depth
 from .. import storage
 from ..data.spec import load_target
 from ..errors import UserError
@@ -157,8 +158,9 @@ def _check_source(spec: SearchSpec) -> tuple[Any, int]:
 
 
 def critic_blocks(src: Source) -> int:
-    """The source critic's depth, the range of freeze_depth (3, the nets' default, without a critic)."""
-    return src.critic.num_blocks if src.critic is not None else 3
+    """The source critic's depth through the interface, the range of freeze_depth (0 without a critic:
+    nothing to freeze; the methods that need one refuse such a source)."""
+    return critic_depth(src.critic) if src.critic is not None else 0
 
 
 def with_default_space(spec: SearchSpec) -> SearchSpec:
