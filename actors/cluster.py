@@ -37,8 +37,9 @@ class MiningCluster:
     Args:
         arches: each source's GANConfig.
         generator_states: each source generator's weights.
-        critic_state: the shared critic's starting weights (architecture ``arches[0]``).
-        images: the target training set.
+        critic_state: the shared critic's starting weights (architecture ``arches[0]``), handed to
+            the coordinator as given.
+        images: the target training set, handed to the coordinator as given.
         cfg: the run's settings.
         resources: from :func:`plan_resources` (or :func:`plan_nested_resources`).
         snapshot_every: steps between in-memory snapshots (the most a dead actor costs).
@@ -53,7 +54,7 @@ class MiningCluster:
     """
 
     def __init__(self, arches: Sequence[GANConfig], generator_states: Sequence[dict[str, torch.Tensor]],
-                 critic_state: dict[str, torch.Tensor], images: torch.Tensor, cfg: MultiSourceConfig,
+                 critic_state: Any, images: Any, cfg: MultiSourceConfig,
                  resources: MiningResources, *, snapshot_every: int = 100, max_restarts: int = 3,
                  step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0, ready_timeout_s: float = 60.0,
                  placement_group: Any = None, bundle_offset: int = 0):

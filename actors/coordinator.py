@@ -3,15 +3,23 @@ distributed multi-source mining run.
 
 One step t (the maths is :class:`ganlode.methods.multisource.CriticSelector`'s):
 
-1. draw u (B x d_u) from the run's seeded generator and ``ray.put`` it once;
+1. draw u (B x d_u) from the run's seeded generator;
 2. every generator actor returns x_i = G_i(M_i(u)) (and keeps its graph);
 3. ``CriticSelector.step``: scores, supersample, selector counts, a critic step on real
    target images against the supersample, then dL/dx_i under the updated critic;
 4. dL/dx_i goes to actor i, which back-propagates and steps its optimizers.
 
-Only u, the x_i and the dL/dx_i cross the object store. Step 4 is not awaited: actor calls run
-in submission order, so step t+1's ``sample`` runs after step t's ``apply_gradient``, and the
-step count every ``sample`` returns proves it did.
+Step t's 4 and step t+1's 2 are one call per actor (``apply_and_sample(dL/dx_i of t, u of t+1)``),
+so a step costs N remote calls and one wait, and the step count each call returns proves that
+the actor applied step t. Until that call, step t's dL/dx_i wait here; a snapshot and the end
+of :meth:`run_until` send them alone (``apply_gradient``), so every actor is at the
+coordinator's step whenever those return. u is drawn at the start of step t+1, as in the
+in-process reference, so the random stream is the reference's.
+
+Only u, the x_i and the dL/dx_i travel, inline in the calls and their replies: u is small
+(B x d_u), and :func:`ganlode.orchestrator.cluster.ensure_ray` lets a local cluster inline
+objects up to 1 MiB (x_i of 64 28x28 images is 200 KB) instead of passing them through the
+object store.
 
 Faults. Every ``snapshot_every`` steps the coordinator keeps a snapshot: its own state, and
 every actor's, which each actor also saves to its local file. If an actor dies (or answers with
@@ -19,6 +27,9 @@ a step count that is not the expected one, as a restarted actor does), the coord
 for Ray to restart it (``__init__`` reloads the file), rolls itself and every actor whose state
 moved on back to the snapshot, and replays. All randomness is drawn here, so the replayed steps
 are the steps an uninterrupted run takes.
+
+``info()`` also says where the coordinator's time went: ``selector_s`` (in ``CriticSelector.step``)
+and ``wait_s`` (waiting for the actors' samples), summed over every step run.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import torch
 
 from ..methods.multisource import MultiSourceConfig, build_selector, source_prefix, step_record
 from ..methods.nets import GANConfig
-from ._runtime import set_threads, torch_device
+from ._runtime import keep_freed_memory, set_threads, torch_device
 
 
 class StaleActorError(RuntimeError):
@@ -48,8 +59,8 @@ class CoordinatorActor:
     Args:
         generators: handles of the N GeneratorActors, in source order.
         arch: the critic's GANConfig (source 0's) as a dict.
-        critic_state: the shared critic's starting weights.
-        images: the target training set.
+        critic_state: the shared critic's starting weights, passed to ``build_selector`` as given.
+        images: the target training set, passed to ``build_selector`` as given.
         cfg: the run's MultiSourceConfig as a dict.
         threads: torch intra-op threads of this process.
         snapshot_every: steps between snapshots (a dead actor costs at most this many replayed steps).
@@ -57,10 +68,11 @@ class CoordinatorActor:
         restart_timeout_s: the longest wait for a dead actor to come back.
     """
 
-    def __init__(self, generators: Sequence[Any], arch: dict, critic_state: dict[str, torch.Tensor],
-                 images: torch.Tensor, cfg: dict, threads: int = 1, snapshot_every: int = 100,
+    def __init__(self, generators: Sequence[Any], arch: dict, critic_state: Any, images: Any, cfg: dict,
+                 threads: int = 1, snapshot_every: int = 100,
                  step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0):
         set_threads(threads)
+        keep_freed_memory()
         self.generators = list(generators)
         self.cfg = MultiSourceConfig.from_dict(cfg)
         self.selector = build_selector(GANConfig.from_dict(arch), critic_state, images, len(self.generators),
@@ -70,7 +82,9 @@ class CoordinatorActor:
         self.restart_timeout_s = restart_timeout_s
         self.snapshot: tuple[int, dict[str, torch.Tensor], list[dict[str, torch.Tensor]]] | None = None
         self.recoveries = 0
-        self._pending: list[Any] = []  # apply_gradient calls of the last step, not yet awaited
+        self._pending: list[torch.Tensor] = []  # the last step's dL/dx_i, not yet sent
+        self.selector_s = 0.0
+        self.wait_s = 0.0
 
     # ------------------------------------------------------------ public (remote) methods
 
@@ -83,7 +97,7 @@ class CoordinatorActor:
     def info(self) -> dict[str, Any]:
         return {"steps_done": self.selector.steps_done, "recoveries": self.recoveries,
                 "snapshot_step": None if self.snapshot is None else self.snapshot[0],
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(), "selector_s": self.selector_s, "wait_s": self.wait_s}
 
     def run_until(self, target: int) -> list[dict[str, Any]]:
         """Run steps until ``target`` are done; the history rows of the steps past the start."""
@@ -141,22 +155,33 @@ class CoordinatorActor:
 
     def _step(self) -> dict[str, Any]:
         t = self.selector.steps_done + 1
-        u_ref = ray.put(self.selector.draw_latent())
-        refs = [g.sample.remote(u_ref, t) for g in self.generators]
-        pending, self._pending = self._pending, []
-        out = ray.get(pending + refs, timeout=self.step_timeout_s)
-        acks, samples = out[:len(pending)], out[len(pending):]
-        behind = [i for i, (done, _) in enumerate(samples) if done != t - 1] + [i for i, a in enumerate(acks) if a != t - 1]
+        u = self.selector.draw_latent()
+        grads, self._pending = self._pending, []
+        if grads:
+            refs = [g.apply_and_sample.remote(grad, u, t) for g, grad in zip(self.generators, grads)]
+        else:
+            refs = [g.sample.remote(u, t) for g in self.generators]
+        t0 = time.perf_counter()
+        samples = ray.get(refs, timeout=self.step_timeout_s)
+        self.wait_s += time.perf_counter() - t0
+        behind = [i for i, (done, _) in enumerate(samples) if done != t - 1]
         if behind:
-            raise StaleActorError(f"generator actors {sorted(set(behind))} are not at step {t - 1}")
+            raise StaleActorError(f"generator actors {behind} are not at step {t - 1}")
+        t0 = time.perf_counter()
         result = self.selector.step([x for _, x in samples])
-        self._pending = [g.apply_gradient.remote(grad.cpu(), t) for g, grad in zip(self.generators, result.grads)]
+        self.selector_s += time.perf_counter() - t0
+        self._pending = [grad.cpu() for grad in result.grads]
         return step_record(t, self.cfg, result, self.selector.shares())
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, []
+        """Send the last step's dL/dx_i alone; afterwards every actor is at the coordinator's step."""
+        grads, self._pending = self._pending, []
         t = self.selector.steps_done
-        if pending and any(a != t for a in ray.get(pending, timeout=self.step_timeout_s)):
+        if not grads:
+            return
+        acks = ray.get([g.apply_gradient.remote(grad, t) for g, grad in zip(self.generators, grads)],
+                       timeout=self.step_timeout_s)
+        if any(a != t for a in acks):
             raise StaleActorError(f"a generator actor did not apply step {t}")
 
     # ------------------------------------------------------------ snapshots and recovery

@@ -1,17 +1,22 @@
 """Mining overhead: time per multi-source mining step on Ray actors against the in-process reference.
 
-For N = 1, 2 and 4 sources, at the same batch, one run measures the mean time per step of
+For N = 1, 2, 4 and 8 sources, at the same batch, one run measures the time per step of
 (a) the in-process reference (every G_i, M_i and the critic in this process) and (b) the Ray
-path (one generator actor per source plus a coordinator; only u, x_i and dL/dx_i move). It
-reports the ratio Ray / in-process per N, and how each path's step time grows with N.
+path (one generator actor per source plus a coordinator; only u, x_i and dL/dx_i move, one
+call per actor and step). It reports the ratio Ray / in-process per N, how each path's step
+time grows with N, and the critic/selector's share of a step: the time spent in
+``CriticSelector.step`` (on the coordinator for Ray, where ``wait`` is the share spent waiting
+for the generator actors) over the step time.
 
 Every process uses ``--threads`` torch threads (default 1), so the in-process path is one
-core's work while the Ray path may spread N + 1 processes over the machine's cores.
+core's work while the Ray path may spread N + 1 processes over the machine's cores. The two
+paths' timed blocks alternate (median of ``--repeats``), so that a drift in the machine's speed
+(a shared host) touches both alike.
 
 Writes ``OUT/mining_overhead.parquet`` and ``OUT/mining_overhead.png``.
 
     python benchmarks/mining_overhead.py --out benchmarks/results/mining_overhead
-    python benchmarks/mining_overhead.py --smoke-test       # seconds; tiny sources if the zoo is absent
+    python benchmarks/mining_overhead.py --smoke-test       # seconds; N=1,2, tiny sources if the zoo is absent
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import statistics
 import sys
 import time
 
-ZOO = ("digits-0to4", "animals-5to9", "digits-5to9", "animals-0to4")
+ZOO = ("digits-0to4", "animals-5to9", "digits-5to9", "animals-0to4",
+       "glyphs-AtoF", "glyphs-GtoL", "glyphs-MtoR", "glyphs-StoZ")
 
 
 def sources(n: int, tiny: bool):
@@ -46,37 +52,70 @@ def sources(n: int, tiny: bool):
     return [arch] * n, gens, critic
 
 
-def time_steps(engine, warmup: int, steps: int, repeats: int) -> list[float]:
-    """Mean seconds per step over ``repeats`` blocks of ``steps`` steps, after ``warmup`` steps."""
-    engine.run_until(engine.steps_done + warmup)
-    blocks = []
+def time_paths(paths: dict, warmup: int, steps: int, repeats: int) -> dict[str, tuple[float, dict[str, float]]]:
+    """Per path (name: (engine, totals)): the median seconds per step over ``repeats`` blocks of
+    ``steps`` steps after ``warmup`` steps, and for each running total of seconds that
+    ``totals()`` returns, the median share of a block it grew by. The paths' blocks alternate,
+    so a drift in the machine's speed touches every path alike."""
+    for engine, _ in paths.values():
+        engine.run_until(engine.steps_done + warmup)
+    blocks = {name: [] for name in paths}
     for _ in range(repeats):
+        for name, (engine, totals) in paths.items():
+            before, t0 = totals(), time.perf_counter()
+            engine.run_until(engine.steps_done + steps)
+            wall = time.perf_counter() - t0
+            after = totals()
+            blocks[name].append((wall / steps, {k: (after[k] - before[k]) / wall for k in after}))
+    return {name: (statistics.median(b for b, _ in runs), {k: statistics.median(s[k] for _, s in runs) for k in runs[0][1]})
+            for name, runs in blocks.items()}
+
+
+def timed_selector(miner):
+    """Make ``miner``'s selector add up the seconds its ``step`` takes; returns ``{"selector_s": total}``'s getter."""
+    step, total = miner.selector.step, {"selector_s": 0.0}
+
+    def timed(fakes):
         t0 = time.perf_counter()
-        engine.run_until(engine.steps_done + steps)
-        blocks.append((time.perf_counter() - t0) / steps)
-    return blocks
+        try:
+            return step(fakes)
+        finally:
+            total["selector_s"] += time.perf_counter() - t0
+
+    miner.selector.step = timed
+    return lambda: dict(total)
 
 
 def plot_png(rows: list[dict]) -> bytes:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8.5, 3.5))
-    ax, ax2 = fig.subplots(1, 2)
+    fig = Figure(figsize=(12, 3.5))
+    ax, ax2, ax3 = fig.subplots(1, 3)
     ns = sorted({r["n_sources"] for r in rows})
+
+    def col(path: str, key: str) -> list[float]:
+        return [next(r[key] for r in rows if r["n_sources"] == n and r["path"] == path) for n in ns]
+
     for path, color in (("in-process", "C0"), ("ray", "C1")):
-        ax.plot(ns, [1000 * next(r["step_s"] for r in rows if r["n_sources"] == n and r["path"] == path) for n in ns],
-                "o-", color=color, label=path)
+        ax.plot(ns, [1000 * s for s in col(path, "step_s")], "o-", color=color, label=path)
+        ax3.plot(ns, col(path, "selector_share"), "o-", color=color, label=f"{path}: critic/selector")
+    ax3.plot(ns, col("ray", "wait_share"), "s--", color="C1", label="ray: waiting for actors")
     ax.set_xlabel("sources N")
     ax.set_ylabel("ms per mining step")
     ax.set_xticks(ns)
     ax.legend()
     ax.set_title("step time vs N")
-    ratios = [next(r["ratio"] for r in rows if r["n_sources"] == n and r["path"] == "ray") for n in ns]
-    ax2.bar([str(n) for n in ns], ratios, color="C1")
+    ax2.bar([str(n) for n in ns], col("ray", "ratio"), color="C1")
     ax2.axhline(1.0, color="k", linewidth=0.8)
     ax2.set_xlabel("sources N")
     ax2.set_ylabel("Ray / in-process")
     ax2.set_title("overhead ratio")
+    ax3.set_xlabel("sources N")
+    ax3.set_ylabel("share of a step")
+    ax3.set_xticks(ns)
+    ax3.set_ylim(0, 1)
+    ax3.legend(fontsize=8)
+    ax3.set_title("where a step goes")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -86,7 +125,7 @@ def plot_png(rows: list[dict]) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results/mining_overhead")
-    ap.add_argument("--sources", default="1,2,4", help="values of N (default 1,2,4)")
+    ap.add_argument("--sources", help="values of N (default 1,2,4,8; 1,2 with --smoke-test)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=50, help="timed steps per block (default 50)")
     ap.add_argument("--warmup", type=int, default=10)
@@ -100,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from ganlode.actors.placement import MiningCluster, plan_resources
+    from ganlode.actors.cluster import MiningCluster
+    from ganlode.actors.placement import plan_resources
     from ganlode.methods.multisource import MultiSourceConfig, MultiSourceMiner
     from ganlode.orchestrator import data
     from ganlode.orchestrator.artifacts.zoo import zoo_names
@@ -108,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.smoke_test:
         args.batch, args.steps, args.warmup, args.repeats = 8, 4, 2, 1
-    counts = [int(n) for n in args.sources.split(",")]
+    counts = [int(n) for n in (args.sources or ("1,2" if args.smoke_test else "1,2,4,8")).split(",")]
     tiny = not set(ZOO[:max(counts)]).issubset(zoo_names())
     if tiny and not args.smoke_test:
         print("error: the zoo models are missing (orchestrator/zoo/); train them first, or pass --smoke-test",
@@ -125,17 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     for n in counts:
         arches, gens, critic = sources(n, tiny)
         local = MultiSourceMiner.build(arches, gens, critic, images, cfg)
-        in_process = statistics.median(time_steps(local, args.warmup, args.steps, args.repeats))
         resources = plan_resources(n, threads=args.threads)
         with MiningCluster(arches, gens, critic, images, cfg, resources, snapshot_every=10**9) as cluster:
-            distributed = statistics.median(time_steps(cluster, args.warmup, args.steps, args.repeats))
-        for path, step_s in (("in-process", in_process), ("ray", distributed)):
+            timings = time_paths({"in-process": (local, timed_selector(local)),
+                                  "ray": (cluster, cluster.coordinator_info)}, args.warmup, args.steps, args.repeats)
+        in_process = timings["in-process"][0]
+        for path, (step_s, shares) in timings.items():
             rows.append({"n_sources": n, "path": path, "step_s": step_s, "ratio": step_s / in_process,
+                         "selector_share": shares["selector_s"], "wait_share": shares.get("wait_s"),
                          "batch": args.batch, "threads": args.threads, "steps": args.steps, "repeats": args.repeats,
                          "gpus_per_source": resources.gpus_per_source, "sources": "tiny" if tiny else "zoo",
                          "cpus": os.cpu_count()})
-        print(f"N={n}: in-process {1000 * in_process:.1f} ms/step, Ray {1000 * distributed:.1f} ms/step, "
-              f"ratio {distributed / in_process:.2f}")
+        (local_s, local_shares), (ray_s, ray_shares) = timings["in-process"], timings["ray"]
+        print(f"N={n}: in-process {1000 * local_s:.1f} ms/step (critic/selector {local_shares['selector_s']:.0%}), "
+              f"Ray {1000 * ray_s:.1f} ms/step (coordinator's critic/selector {ray_shares['selector_s']:.0%}, "
+              f"waiting for actors {ray_shares['wait_s']:.0%}), ratio {ray_s / local_s:.2f}")
     base = {p: next(r["step_s"] for r in rows if r["n_sources"] == counts[0] and r["path"] == p) for p in ("in-process", "ray")}
     for r in rows:
         r["growth_vs_first_n"] = r["step_s"] / base[r["path"]]

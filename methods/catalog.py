@@ -16,6 +16,12 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "ns-r1": {"n_critic": 1, "beta1": 0.5, "beta2": 0.99},
 }
 L2SP_ON = ("g", "d", "both")
+# Multi-source mining's share estimators (ganlode mine --selector; README "Multi-source selector accuracy").
+SELECTORS = ("count", "coverage", "mixture-fit")
+ROUTING_SELECTORS = ("coverage",)  # the selectors that say which target images each source covers
+DEFAULT_SELECTOR = "coverage"
+DEFAULT_MIN_SHARE = 0.05  # coverage drops sources whose share is below this
+DEFAULT_MIN_GAIN = 1.0  # ...or that gain less than this many nats of log-likelihood per target image they cover
 
 # The defaults of the regularised methods are the settings the transfer benchmark ran
 # (benchmarks/transfer_quality.py; README "Transfer quality"): freezed at depth 2 (the

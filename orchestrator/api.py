@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..methods.catalog import DEFAULT_MIN_GAIN, DEFAULT_MIN_SHARE, DEFAULT_SELECTOR
 from .artifacts.loaders import LoadedModel, load_model
 from .artifacts.rundir import BEST_CHECKPOINT, RunDir
 from .errors import UserError
@@ -126,16 +127,21 @@ def transfer(source: str | None = None, target: str | None = None, method: str =
 def mine(sources: Sequence[str], target: str, *, out: str, mining_steps: int = 1000, finetune_steps: int = 500,
          seed: int = 0, in_process: bool = False, eval_every: int = 0, features: str = "classifier",
          eval_n: int | None = None, resume: bool = False, progress: bool = False, force_unlock: bool = False,
+         selector: str = DEFAULT_SELECTOR, route: bool = False, min_share: float = DEFAULT_MIN_SHARE,
+         min_gain: float = DEFAULT_MIN_GAIN,
          **config: Any) -> MineRun:
     """Multi-source MineGAN (``ganlode mine``): one Ray actor per source unless ``in_process``.
 
-    ``config`` sets any other field of ``MultiSourceConfig`` (``batch``, ``lr_miner``, ``window``, ...);
-    the loss defaults to the first source's. ``force_unlock`` as for :func:`transfer`.
+    ``selector`` (``coverage``, ``count`` or ``mixture-fit``), ``route``, ``min_share`` and ``min_gain`` as for
+    ``ganlode mine``. ``config`` sets any other field of ``MultiSourceConfig`` (``batch``,
+    ``lr_miner``, ``window``, ``n_critic``, ``rows``, ...); the loss defaults to the first
+    source's. ``force_unlock`` as for :func:`transfer`.
     """
     loss = config.pop("loss", None) or trained_loss(sources[0])
     cfg = mine_config(loss, mining_steps=mining_steps, finetune_steps=finetune_steps, seed=seed, **config)
     r = run_mine(list(sources), target, out, cfg, seed=seed, in_process=in_process, eval_every=eval_every,
-                 feature_kind=features, eval_n=eval_n, resume=resume, show_progress=progress, force_unlock=force_unlock)
+                 feature_kind=features, eval_n=eval_n, resume=resume, show_progress=progress, force_unlock=force_unlock,
+                 selector=selector, route=route, min_share=min_share, min_gain=min_gain)
     return MineRun(r.run, r.metrics, r.shares, r.true_shares)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 from ganlode.orchestrator.cli.main import main
@@ -30,6 +31,11 @@ def test_demo_quick_writes_a_complete_report(ray_cluster, tmp_path, capsys):
     assert sorted(rows) == sorted([*BASELINES, "minegan (4 sources)"])
     # the selector's shares plot exists, against the true shares
     assert "alt='shares'" in page
+    # the shares sampling uses (coverage, estimated before mining) are printed, tabled, and near the truth
+    assert "mined shares (coverage)" in printed and "Sampling uses the <b>coverage</b> shares" in page
+    doc = json.loads(open(run.file("shares.json")).read())
+    assert doc["routed"] and doc["kept"] == ["zoo:digits-0to4", "zoo:animals-5to9"]
+    assert doc["max_error"]["coverage"] <= 0.05
     assert run.read_config()["true_shares"] == {
         "zoo:digits-0to4": 0.3, "zoo:digits-5to9": 0.0, "zoo:animals-0to4": 0.0, "zoo:animals-5to9": 0.7}
     # sample grids per method beside real target images

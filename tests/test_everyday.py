@@ -322,7 +322,8 @@ def test_demo_json_carries_the_summary_table(monkeypatch, tmp_path, capsys):
 
     def fake(out, budget, *, seed=0, show_progress=True, methods=(), force_unlock=False):
         print("progress on stdout")
-        return {"rows": rows, "report": f"{out}/report.html", "wall_s": 3.0, "true_shares": {"a": 0.3, "b": 0.7}}
+        return {"rows": rows, "report": f"{out}/report.html", "wall_s": 3.0, "true_shares": {"a": 0.3, "b": 0.7},
+                "shares": {"a": 0.31, "b": 0.69}, "selector": "coverage"}
 
     monkeypatch.setattr(demo, "run_demo", fake)
     out = str(tmp_path / "demo")
@@ -331,6 +332,8 @@ def test_demo_json_carries_the_summary_table(monkeypatch, tmp_path, capsys):
     assert main(["demo", "--quick", "--out", out, "--json"]) == 0
     doc = _json(capsys)
     assert doc["rows"] == rows and doc["true_shares"] == {"a": 0.3, "b": 0.7} and doc["report"] == f"{out}/report.html"
+    assert doc["shares"] == {"a": 0.31, "b": 0.69} and doc["selector"] == "coverage"
+    assert "mined shares (coverage), true in brackets: a 0.31 (0.30), b 0.69 (0.70)" in text
     for r in rows:
         assert f"{r['fid']:.2f}" in text and f"{r['kmmd']:.4f}" in text
 

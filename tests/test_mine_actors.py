@@ -115,6 +115,39 @@ def test_a_killed_generator_actor_is_restarted_and_the_run_matches(cluster, refe
     assert cluster.shares() == pytest.approx(rows[-1]["shares"], abs=TOL)
 
 
+def test_a_step_costs_one_call_per_actor(cluster):
+    """Step t's gradient and step t+1's sample go in one call; the last gradient of a run goes alone."""
+    cluster.load_state_tensors(cluster.initial_state)
+    before = [info["calls"] for info in cluster.generator_info()]
+    cluster.run_until(SNAPSHOT_EVERY - 1)  # no snapshot on the way
+    after = [info["calls"] for info in cluster.generator_info()]
+    for a, b in zip(before, after):
+        made = {k: b.get(k, 0) - a.get(k, 0) for k in b}
+        assert made == {"sample": 1, "apply_and_sample": SNAPSHOT_EVERY - 2, "apply_gradient": 1}, made
+    info = cluster.coordinator_info()
+    assert info["selector_s"] > 0 and info["wait_s"] > 0
+
+
+def test_a_gradient_reaches_only_the_process_that_sampled_its_step(torch_one_thread):
+    """A restarted actor holds no graph: a gradient it did not sample is refused with its step count."""
+    from ganlode.actors.generator import GeneratorActor
+
+    arches, gens, _, _ = _problem()
+    actor = GeneratorActor(0, arches[0].to_dict(), gens[0], CFG.to_dict())
+    u = torch.randn(CFG.batch, CFG.miner_input_dim)
+    grad = torch.ones(CFG.batch, 1, 28, 28)
+    assert actor.apply_gradient(grad, 1) == 0
+    done, x = actor.apply_and_sample(grad, u, 2)
+    assert (done, x.numel()) == (0, 0)
+    assert not actor.dirty
+    done, x1 = actor.sample(u, 1)
+    assert done == 0 and x1.shape == grad.shape
+    done, x2 = actor.apply_and_sample(grad, u, 2)
+    assert done == 1 and not torch.equal(x1, x2)  # the miner moved
+    assert actor.apply_gradient(grad, 1) == 1  # step 1 is applied already: nothing happens
+    assert actor.apply_gradient(grad, 2) == 2
+
+
 # ---------------------------------------------------------------- a mining run inside a caller's placement group (no Ray)
 
 

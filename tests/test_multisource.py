@@ -181,3 +181,86 @@ def test_a_reloaded_state_continues_exactly_like_an_uninterrupted_run():
     assert resumed.run_until(8) == rows  # losses and shares identical, mining and fine-tuning steps
     assert _state_equal(resumed.state_tensors(), straight.state_tensors())
     assert math.isclose(sum(resumed.shares()), 1.0)
+
+
+# ---------------------------------------------------------------- critic steps, warm-up, row sampling, routing
+
+def _adam_steps(opt: torch.optim.Optimizer) -> int:
+    return int(next(iter(opt.state.values()))["step"])
+
+
+def test_n_critic_steps_the_critic_k_times_on_fresh_rows_and_sends_one_batch_of_gradient():
+    arches, gens, critic, images = problem(2)
+    cfg = MultiSourceConfig(mining_steps=2, finetune_steps=0, batch=8, n_critic=3)
+    ref = MultiSourceMiner.build(arches, gens, critic, images, cfg)
+    assert ref.selector.draw_latent().shape == (24, cfg.miner_input_dim)
+    ref.run_until(2)
+    assert _adam_steps(ref.selector.opt) == 6  # 3 critic steps per mining step
+    assert _adam_steps(ref.sources[0].opt_miner) == 2
+    u = ref.selector.draw_latent()
+    xs = [s.sample(u, 3) for s in ref.sources]
+    assert xs[0].shape[0] == 24 and ref.sources[0]._x.shape[0] == 8  # the graph covers the last batch only
+    result = ref.selector.step(xs)
+    assert [g.shape[0] for g in result.grads] == [8, 8]
+
+
+def test_warmup_delays_the_count_and_a_run_without_it_counts_from_step_one():
+    arches, gens, critic, images = problem(2)
+    warm = MultiSourceMiner.build(arches, gens, critic, images, MultiSourceConfig(mining_steps=5, finetune_steps=0,
+                                                                                 batch=8, warmup=3))
+    warm.run_until(5)
+    assert warm.selector.window.shape == (2, 2)  # steps 4 and 5 only
+    cold = MultiSourceMiner.build(arches, gens, critic, images, MultiSourceConfig(mining_steps=5, finetune_steps=0, batch=8))
+    cold.run_until(5)
+    assert cold.selector.window.shape == (5, 2)
+
+
+def test_rows_drawn_from_the_shares_send_gradient_only_to_sources_with_a_share():
+    arches, gens, critic, images = problem(3)
+    cfg = MultiSourceConfig(mining_steps=3, finetune_steps=0, batch=16, rows="shares", row_shares=(0.75, 0.0, 0.25))
+    ref = MultiSourceMiner.build(arches, gens, critic, images, cfg)
+    u = ref.selector.draw_latent()
+    result = ref.selector.step([s.sample(u, 1) for s in ref.sources])
+    assert float(result.grads[1].abs().sum()) == 0.0  # no rows for a zero share
+    counts = torch.bincount(result.winners, minlength=3)
+    assert int(counts[1]) == 0 and int(counts.sum()) == 16
+    for i in (0, 2):  # gradient exactly at the drawn rows
+        rows = result.grads[i].flatten(1).abs().sum(1) > 0
+        assert torch.equal(rows, result.winners == i)
+    with pytest.raises(ValueError, match="sum to 1"):
+        MultiSourceConfig(rows="shares", row_shares=(0.5, 0.6))
+    with pytest.raises(ValueError, match="rows must be"):
+        MultiSourceConfig(rows="sometimes")
+
+
+def _routed(images_1: torch.Tensor):
+    arches, gens, critic, images = problem(2)
+    cfg = MultiSourceConfig(mining_steps=3, finetune_steps=1, batch=8, routed=True, row_shares=(0.4, 0.6), seed=3)
+    return MultiSourceMiner.build(arches, gens, [critic, critic], [images[:20], images_1], cfg)
+
+
+def test_routed_sources_train_only_against_their_own_part_of_the_target():
+    _, _, _, images = problem(2)
+    a = _routed(images[20:])
+    b = _routed(-images[20:])  # another part for source 1 only
+    rows_a, rows_b = a.run_until(4), b.run_until(4)
+    assert a.shares() == pytest.approx([0.4, 0.6])
+    sa, sb = a.state_tensors(), b.state_tensors()
+    source0 = [k for k in sa if k.startswith("sources.0.") or k.startswith("route.0.")]
+    assert source0 and all(torch.equal(sa[k], sb[k]) for k in source0)  # source 0 never saw source 1's part
+    assert not torch.equal(sa["sources.1.miner.net.0.weight"], sb["sources.1.miner.net.0.weight"])
+    assert rows_a[0]["d_loss"] != rows_b[0]["d_loss"]
+    with pytest.raises(ValueError, match="row_shares"):
+        MultiSourceConfig(routed=True)
+
+
+def test_a_reloaded_routed_state_continues_exactly_like_an_uninterrupted_run():
+    _, _, _, images = problem(2)
+    straight = _routed(images[20:])
+    straight.run_until(2)
+    state = straight.state_tensors()
+    rows = straight.run_until(4)
+    resumed = _routed(images[20:])
+    resumed.load_state_tensors(state)
+    assert resumed.run_until(4) == rows
+    assert _state_equal(resumed.state_tensors(), straight.state_tensors())

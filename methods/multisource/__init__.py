@@ -24,6 +24,7 @@ two halves of a step), ``engine`` (building, the in-process reference), ``mixtur
 
 from .engine import MultiSourceMiner, build_selector, build_source, init_miner, source_prefix, step_record
 from .maths import (
+    ROWS,
     STAGES,
     MultiSourceConfig,
     generator_loss,
@@ -33,10 +34,10 @@ from .maths import (
     supersample_images,
 )
 from .mixture import MinedMixture
-from .parts import CriticSelector, MinedSource, SelectorStep
+from .parts import CriticSelector, MinedSource, RoutedSelector, SelectorStep
 from .state import load_module_tensors, load_optimizer_tensors, module_tensors, optimizer_tensors
 
 __all__ = ["MultiSourceMiner", "build_selector", "build_source", "init_miner", "source_prefix", "step_record",
-           "STAGES", "MultiSourceConfig", "generator_loss", "selector_shares", "selector_update", "supersample",
-           "supersample_images", "MinedMixture", "CriticSelector", "MinedSource", "SelectorStep",
+           "ROWS", "STAGES", "MultiSourceConfig", "generator_loss", "selector_shares", "selector_update", "supersample",
+           "supersample_images", "MinedMixture", "CriticSelector", "RoutedSelector", "MinedSource", "SelectorStep",
            "load_module_tensors", "load_optimizer_tensors", "module_tensors", "optimizer_tensors"]

@@ -11,7 +11,7 @@ from ..miner import Miner, MinerConfig
 from ..seeding import seeded_init
 from .maths import MultiSourceConfig
 from .mixture import MinedMixture
-from .parts import CriticSelector, MinedSource, SelectorStep
+from .parts import CriticSelector, MinedSource, RoutedSelector, SelectorStep
 
 
 def init_miner(cfg: MinerConfig, seed: int, index: int) -> Miner:
@@ -29,11 +29,23 @@ def build_source(arch: Any, generator_state: dict[str, torch.Tensor], cfg: Multi
     return MinedSource(generator.to(device), miner.to(device), cfg)
 
 
-def build_selector(arch: Any, critic_state: dict[str, torch.Tensor], images: torch.Tensor, n_sources: int,
-                   cfg: MultiSourceConfig, device: torch.device | str = "cpu") -> CriticSelector:
-    _, critic = architectures.build(arch)
-    critic.load_state_dict(critic_state, strict=True)
-    return CriticSelector(critic.to(device), images.to(device), n_sources, cfg)
+def build_selector(arch: Any, critic_state: dict[str, torch.Tensor] | Sequence[dict[str, torch.Tensor]],
+                   images: torch.Tensor | Sequence[torch.Tensor], n_sources: int, cfg: MultiSourceConfig,
+                   device: torch.device | str = "cpu") -> CriticSelector | RoutedSelector:
+    """The critic side of a run: one shared critic (``critic_state``, against all of ``images``),
+    or, when ``cfg.routed``, one critic per source (``critic_state[i]`` against ``images[i]``)."""
+
+    def critic(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        _, d = architectures.build(arch)
+        d.load_state_dict(state, strict=True)
+        return d.to(device)
+
+    if not cfg.routed:
+        return CriticSelector(critic(critic_state), images.to(device), n_sources, cfg)
+    if len(critic_state) != n_sources or len(images) != n_sources:
+        raise ValueError(f"a routed run needs {n_sources} critic states and image sets, "
+                         f"got {len(critic_state)} and {len(images)}")
+    return RoutedSelector([critic(s) for s in critic_state], [x.to(device) for x in images], cfg)
 
 
 def step_record(step: int, cfg: MultiSourceConfig, result: SelectorStep, shares: torch.Tensor) -> dict[str, Any]:
@@ -59,9 +71,10 @@ class MultiSourceMiner:
 
     @classmethod
     def build(cls, arches: Sequence[Any], generator_states: Sequence[dict[str, torch.Tensor]],
-              critic_state: dict[str, torch.Tensor], images: torch.Tensor, cfg: MultiSourceConfig,
+              critic_state: Any, images: Any, cfg: MultiSourceConfig,
               device: torch.device | str = "cpu") -> "MultiSourceMiner":
-        """Sources from their generator weights; the shared critic from ``critic_state`` (arch of source 0)."""
+        """Sources from their generator weights; the critic side from ``critic_state`` and ``images``
+        (arch of source 0; lists of them, one per source, when ``cfg.routed``: :func:`build_selector`)."""
         sources = [build_source(a, s, cfg, i, device) for i, (a, s) in enumerate(zip(arches, generator_states))]
         return cls(sources, build_selector(arches[0], critic_state, images, len(sources), cfg, device), cfg)
 

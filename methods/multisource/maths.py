@@ -11,6 +11,7 @@ from .. import losses
 from ..miner import MinerConfig
 
 STAGES = ("mine", "finetune")
+ROWS = ("best", "shares")  # how the supersample picks each row's source: the critic's argmax, or drawn from p
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,28 @@ class MultiSourceConfig(losses.AdversarialConfig):
     window: int = 1000  # selector: batches averaged into p
     miner_input_dim: int = 16
     miner_hidden: int = 64
+    n_critic: int = 1  # critic steps per mining step, each on fresh samples
+    warmup: int = 0  # steps before the selector starts counting wins
+    rows: str = "best"  # ROWS: each supersample row's source (best: the critic's argmax; shares: drawn from p)
+    row_shares: tuple[float, ...] = ()  # p for rows="shares" and routed runs (empty: the selector's own counts)
+    routed: bool = False  # one critic per source, each against its own part of the target (RoutedSelector)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mining_steps < 0 or self.finetune_steps < 0 or self.total_steps < 1:
             raise ValueError("mining_steps and finetune_steps must be >= 0, and at least one step in all")
-        if self.window < 1 or self.miner_input_dim < 1 or self.miner_hidden < 1:
-            raise ValueError("batch, window, miner_input_dim and miner_hidden must be >= 1")
+        if self.window < 1 or self.miner_input_dim < 1 or self.miner_hidden < 1 or self.n_critic < 1:
+            raise ValueError("window, miner_input_dim, miner_hidden and n_critic must be >= 1")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.rows not in ROWS:
+            raise ValueError(f"rows must be one of {', '.join(ROWS)}, got {self.rows!r}")
+        shares = tuple(float(p) for p in self.row_shares)
+        if shares and (min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-6):
+            raise ValueError(f"row_shares must be non-negative and sum to 1, got {list(shares)}")
+        object.__setattr__(self, "row_shares", shares)
+        if self.routed and not shares:
+            raise ValueError("a routed run needs row_shares: each source's share of the target")
 
     @property
     def total_steps(self) -> int:
@@ -52,7 +68,13 @@ class MultiSourceConfig(losses.AdversarialConfig):
         return MinerConfig(latent_dim=latent_dim, input_dim=self.miner_input_dim, hidden=self.miner_hidden)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types (tuples as lists), so a dict read back from a record compares equal."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def rows_per_step(self) -> int:
+        """Rows every source draws per step: ``batch`` for each of the ``n_critic`` critic steps."""
+        return self.batch * self.n_critic
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MultiSourceConfig":

@@ -30,6 +30,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.parquet"
 SHARES_FILE = "shares.parquet"
+SHARES_JSON = "shares.json"  # a mining run's shares: the selector's, every selector's, and the truth
 REPORT_FILE = "report.html"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"

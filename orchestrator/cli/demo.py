@@ -44,11 +44,13 @@ def command(out: str, quick: bool, seed: int, no_progress: bool, as_json: bool, 
         result = run_demo(out, budget, seed=seed, show_progress=not no_progress, **unlock_kwargs(run_demo, force_unlock))
     if as_json:
         emit_json({"command": "demo", "out": out, "budget": dataclasses.asdict(budget), "seed": seed, "split": "test",
-                   "rows": result["rows"], "true_shares": result["true_shares"], "wall_s": result["wall_s"],
+                   "rows": result["rows"], "true_shares": result["true_shares"], "shares": result["shares"],
+                   "selector": result["selector"], "wall_s": result["wall_s"],
                    "report": result["report"]})
         return 0
     print(summary_table(result["rows"]))
-    if result["true_shares"]:
-        print("true shares: " + " ".join(f"{k}={v:.2f}" for k, v in result["true_shares"].items()))
+    true = result["true_shares"] or {}
+    print(f"mined shares ({result['selector']}), true in brackets: " + ", ".join(
+        f"{k.split(':')[-1]} {p:.2f}" + (f" ({true[k]:.2f})" if k in true else "") for k, p in result["shares"].items()))
     print(f"demo finished in {result['wall_s']:.0f} s; report: {result['report']}")
     return 0

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ...methods.catalog import DEFAULT_MIN_GAIN, DEFAULT_MIN_SHARE, DEFAULT_SELECTOR, SELECTORS
 from . import options, runconfig
 from .base import Command
 from .output import emit_json, stdout_to_stderr, unlock_kwargs
@@ -15,9 +16,19 @@ how it works:
   every source G_i gets a miner M_i (u -> z) on its own Ray actor (its own GPU when the cluster has
   GPUs); a coordinator holds one critic, started from the first source's critic. Each step every
   source draws x_i = G_i(M_i(u)) from the same u, the critic's best-scored source wins each row,
-  and the selector's share p_i of won rows (over the last --window batches) says how much each
-  source serves the target. Mining trains the miners only; fine-tuning trains G_i and M_i.
-  Sampling the result picks source i with probability p_i, then x = G_i(M_i(u)).
+  and a critic step takes the rows the critic scored best. Mining trains the miners only;
+  fine-tuning trains G_i and M_i. Sampling the result picks source i with probability p_i, then
+  x = G_i(M_i(u)).
+
+shares (--selector; RUN/shares.json records every one):
+  coverage     before mining, a calibrated "which source made x" classifier on the unmined
+               sources' samples, then EM on the target images (the default); sources under
+               --min-share, or gaining less than --min-gain, are dropped
+  count        the share of rows each source won over the last --window batches (the paper)
+  mixture-fit  the mixture of the mined sources nearest the target (least MMD), ties broken
+               toward the coverage shares
+  --route mines each source coverage keeps against its own part of the target, with its own
+  critic, so a source that should not serve the target is never trained to imitate it.
 
 examples:
   ganlode mine --source zoo:digits-0to4 --source zoo:animals-5to9 \\
@@ -26,6 +37,8 @@ examples:
       --target mnist5k:3@30+animals:zebra@70 --out runs/mix --resume   continue a killed run
   ganlode mine --source zoo:digits-0to4 --source zoo:animals-5to9 \\
       --target mnist5k:3@30+animals:zebra@70 --out runs/ref --in-process --threads 2   no Ray
+  ganlode mine --source zoo:digits-0to4 --source zoo:digits-5to9 --source zoo:animals-5to9 \\
+      --target mnist5k:3@30+animals:zebra@70 --route --out runs/routed   each source on its own part
   ganlode mine --config runs/mix/run.yaml --out runs/mix2 --json   the same settings again, JSON summary
   ganlode sample runs/mix --out mix.png             draw from the mined model
 
@@ -33,7 +46,8 @@ RUN/run.yaml holds every option the run ran with; --config RUN/run.yaml runs it 
 given beside it win).
 """
 # Flags that are MultiSourceConfig fields, passed to pipelines.mine.mine_config by name.
-CONFIG_FLAGS = ("mining_steps", "finetune_steps", "batch", "lr_miner", "lr_g", "lr_d", "window", "seed")
+CONFIG_FLAGS = ("mining_steps", "finetune_steps", "batch", "lr_miner", "lr_g", "lr_d", "window", "seed", "n_critic",
+                "warmup", "rows", "miner_input_dim")
 
 
 def _check(ctx: click.Context) -> None:
@@ -63,7 +77,24 @@ def _check(ctx: click.Context) -> None:
 @click.option("--lr-g", type=float, default=1e-4, help="generator learning rate while fine-tuning (default 1e-4)")
 @click.option("--lr-d", type=float, default=1e-4, help="critic learning rate (default 1e-4)")
 @click.option("--window", type=click.IntRange(min=1), default=1000, metavar="N",
-              help="batches the selector's shares average over (default 1000)")
+              help="batches the count selector's shares average over (default 1000)")
+@click.option("--selector", type=click.Choice(SELECTORS), default=DEFAULT_SELECTOR, show_default=True,
+              help="whose shares sampling the mined model uses")
+@click.option("--route", is_flag=True, help="mine each kept source against its own part of the target (needs --selector coverage)")
+@click.option("--min-share", type=float, default=DEFAULT_MIN_SHARE, show_default=True, metavar="P",
+              help="the coverage estimate drops sources whose share falls below P")
+@click.option("--min-gain", type=float, default=DEFAULT_MIN_GAIN, show_default=True, metavar="NATS",
+              help="...and sources that explain the target images they cover by less than NATS of log-likelihood "
+                   "per image better than the other sources (0: keep them)")
+@click.option("--n-critic", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="critic steps per mining step, each on fresh samples")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True, metavar="S",
+              help="steps before the count selector starts counting wins")
+@click.option("--rows", type=click.Choice(("best", "shares")), default="best", show_default=True,
+              help="each critic row's source: the critic's best-scored one (the paper), or drawn from the shares "
+                   "(as sampling does)")
+@click.option("--miner-input-dim", type=click.IntRange(min=1), default=16, show_default=True, metavar="D",
+              help="size of the miners' input u")
 @click.option("--gpus-per-source", type=click.FloatRange(min=0), default=None, metavar="G",
               help="GPUs per generator actor (default: 1 when the cluster has a GPU per source; 0: CPUs)")
 @click.option("--threads", type=int, default=None, help="torch threads per actor (in-process: for this process)")
@@ -82,7 +113,7 @@ def _check(ctx: click.Context) -> None:
 def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str, loss: str | None,
             gpus_per_source: float | None, threads: int | None, checkpoint_every: int, resume: bool, in_process: bool,
             eval_every: int, features: str, eval_n: int | None, no_progress: bool, as_json: bool, force_unlock: bool,
-            **config: Any) -> int:
+            selector: str, route: bool, min_share: float, min_gain: float, **config: Any) -> int:
     from ..pipelines.mine import mine_config, run_mine
     from ..pipelines.sources import trained_loss
 
@@ -92,21 +123,26 @@ def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str,
         result = run_mine(
             list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
             resume=resume, in_process=in_process, threads=threads, eval_every=eval_every, feature_kind=features,
-            eval_n=eval_n, show_progress=not no_progress, **unlock_kwargs(run_mine, force_unlock),
+            eval_n=eval_n, show_progress=not no_progress, selector=selector, route=route, min_share=min_share,
+            min_gain=min_gain,
+            **unlock_kwargs(run_mine, force_unlock),
         )
         written = runconfig.write_run_config(ctx, result.run)
     m = result.metrics
     error = None if result.true_shares is None else max(abs(a - b) for a, b in zip(result.shares, result.true_shares))
     if as_json:
         emit_json({"command": "mine", "run": result.run, "target": target, "wall_s": result.wall_s,
+                   "selector": result.selector,
                    "shares": [{"source": s, "share": p} for s, p in zip(sources, result.shares)],
+                   "by_selector": {k: dict(zip(sources, v)) for k, v in result.by_selector.items()},
+                   "kept": [sources[i] for i in result.kept],
                    "true_shares": result.true_shares,
                    "max_share_error": error, "split": "test",
                    "metrics": {k: m[k] for k in ("fid", "kmmd", "mv") if k in m}, "n": m.get("n"),
                    "val_metrics": result.val_metrics, "resumed_from": result.resumed_from, "config": written})
         return 0
     shares = ", ".join(f"{s} {p:.3f}" for s, p in zip(sources, result.shares))
-    line = f"wrote {result.run} ({result.wall_s:.0f} s): shares {shares}"
+    line = f"wrote {result.run} ({result.wall_s:.0f} s): {result.selector} shares {shares}"
     if "fid" in m:
         line += f"; FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f}"
     if error is not None:

@@ -1,12 +1,14 @@
 """``ganlode demo``: the main job, on the shipped zoo and built-in data, with pictures.
 
-1. Multi-source mining over the four zoo sources for a target built from two of their classes
-   with known shares (digit 3 from digits-0to4, zebra from animals-5to9, 30/70), on a local
-   Ray cluster: one generator actor per source, a central coordinator with the shared critic.
+1. Multi-source mining over the four digit and animal zoo sources for a target built from two of
+   their classes with known shares (digit 3 from digits-0to4, zebra from animals-5to9, 30/70),
+   on a local Ray cluster: the coverage selector estimates the shares before mining, and routed
+   mining gives every source it keeps a generator actor and a critic of its own, against its own
+   part of the target (the coordinator holds the critics).
 2. Single-source baselines on an off-manifold target (digit 7, which digits-0to4 never saw):
    scratch, finetune, freezed and minegan with equal step budgets.
 3. Everything scored under the evaluation protocol, gathered into one run directory:
-   ``metrics.parquet``, ``shares.parquet``, sample grids beside real target images, and
+   ``metrics.parquet``, ``shares.json`` and ``shares.parquet``, sample grids beside real target images, and
    ``report.html``.
 
 The demo holds the lock of its ``--out`` (:mod:`.ownership`) for the whole run; its mining and
@@ -25,7 +27,7 @@ import torch
 
 from .. import storage
 from ..artifacts.records import RunRecord
-from ..artifacts.rundir import SHARES_FILE, RunDir
+from ..artifacts.rundir import SHARES_FILE, SHARES_JSON, RunDir
 from ..cluster import ensure_ray
 from ..data.images import grid_png
 from ..data.spec import load_target
@@ -96,11 +98,12 @@ def _demo(run: LockedRunDir, budget: Budget, *, seed: int, show_progress: bool, 
     mine_run = RunDir(run.file("mine"))
     cfg = mine_config("ns-r1", mining_steps=budget.mining_steps, finetune_steps=budget.finetune_steps, seed=seed)
     mined = run_mine(list(MINE_SOURCES), MINE_TARGET, mine_run.path, cfg, eval_every=budget.eval_every,
-                     eval_n=budget.eval_n, show_progress=show_progress)
+                     eval_n=budget.eval_n, show_progress=show_progress, selector="coverage", route=True)
     _collect_metrics(run, mine_run, "minegan (4 sources)", MINE_TARGET)
     _copy_samples(mine_run, run, "mine-")
-    if storage.exists(mine_run.file(SHARES_FILE)):
-        storage.write_bytes_atomic(run.file(SHARES_FILE), storage.read_bytes(mine_run.file(SHARES_FILE)))
+    for name in (SHARES_FILE, SHARES_JSON):
+        if storage.exists(mine_run.file(name)):
+            storage.write_bytes_atomic(run.file(name), storage.read_bytes(mine_run.file(name)))
     true = dict(zip(MINE_SOURCES, mined.true_shares)) if mined.true_shares else None
     rows.append({"method": "minegan (4 sources)", "target": MINE_TARGET, **_pick(mined.metrics),
                  "shares": " ".join(f"{p:.2f}" for p in mined.shares)})
@@ -126,7 +129,8 @@ def _demo(run: LockedRunDir, budget: Budget, *, seed: int, show_progress: bool, 
         run.write_sample(name, grid_png(real[torch.randperm(len(real), generator=g)[:64]]))
     run.write_config(run.read_record().replace(true_shares=true, wall_s=round(time.time() - t0, 1)))
     report = build_report(out, title="ganlode demo", lock=run.lock)
-    return {"rows": rows, "report": report, "wall_s": time.time() - t0, "true_shares": true}
+    return {"rows": rows, "report": report, "wall_s": time.time() - t0, "true_shares": true,
+            "shares": dict(zip(MINE_SOURCES, mined.shares)), "selector": mined.selector}
 
 
 def _pick(metrics: dict) -> dict:

@@ -30,19 +30,24 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ...methods.catalog import DEFAULT_MIN_GAIN, DEFAULT_MIN_SHARE, DEFAULT_SELECTOR, ROUTING_SELECTORS, SELECTORS
 from ...methods.multisource import MultiSourceConfig, selector_shares
+from ...methods.multisource.coverage import Coverage
+from .. import storage
 from ..artifacts import checkpoint
 from ..artifacts.loaders import mixture_from_state
 from ..artifacts.records import RunRecord
-from ..artifacts.rundir import CONFIG_FILE, STEP_PREFIX, RunDir, metric_rows
+from ..artifacts.rundir import CONFIG_FILE, SHARES_JSON, STEP_PREFIX, RunDir, metric_rows
 from ..data.imageset import ImageSet
 from ..data.spec import load_target
 from ..errors import UserError
 from ..evaluation import features, protocol
 from ..progress import Progress
+from . import mine_shares
 from .mine_engine import start_engine
 from .ownership import LockedRunDir, owning
 from .mine_outputs import METHOD, prune_step_checkpoints, read_final, step_checkpoints, write_final, write_step_checkpoint
+from .mine_shares import Estimate, spread
 from .sources import load_sources, trained_loss
 
 RUN_KIND = "mine"
@@ -59,6 +64,9 @@ class MineResult:
     resumed_from: int = 0
     wall_s: float = 0.0
     val_metrics: dict[str, float] = field(default_factory=dict)  # the final model on the validation split
+    selector: str = DEFAULT_SELECTOR  # whose shares sampling uses
+    by_selector: dict[str, list[float]] = field(default_factory=dict)  # every selector's shares, in source order
+    kept: list[int] = field(default_factory=list)  # the sources in the mined model (all but routing's dropped ones)
 
 
 def mine_config(loss: str = "ns-r1", **overrides: Any) -> MultiSourceConfig:
@@ -107,15 +115,41 @@ class _Plan:
     start_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     finished: MineResult | None = None                    # the run at ``out`` is done already
+    selector: str = DEFAULT_SELECTOR
+    coverage: Coverage | None = None
+    coverage_estimate: Estimate | None = None
+    kept: list[int] = field(default_factory=list)         # the sources the engine mines (routing drops some)
+    parts: list[torch.Tensor] | None = None               # routing: each kept source's part of the target
+
+    @property
+    def engine_ckpts(self) -> list[checkpoint.Checkpoint]:
+        return [self.ckpts[i] for i in self.kept]
+
+    def coverage_toward(self) -> list[float]:
+        """The coverage shares over the engine's sources (renormalised; uniform if they hold none)."""
+        p = [self.coverage_estimate.shares[i] for i in self.kept]
+        total = sum(p)
+        return [x / total for x in p] if total > 0 else [1.0 / len(p)] * len(p)
 
 
 def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig | None, *, seed: int | None,
-           checkpoint_every: int, eval_every: int, chunk: int, feature_kind: str, in_process: bool) -> _Plan:
+           checkpoint_every: int, eval_every: int, chunk: int, feature_kind: str, in_process: bool, selector: str,
+           route: bool, min_share: float, min_gain: float) -> _Plan:
     if checkpoint_every < 0 or eval_every < 0 or chunk < 1:
         raise UserError("--checkpoint-every and --eval-every must be 0 or more")
     if feature_kind not in features.FEATURES:
         raise UserError(f"unknown features {feature_kind!r}: use one of {', '.join(features.FEATURES)}")
-    ckpts = load_sources(sources)
+    if selector not in SELECTORS:
+        raise UserError(f"unknown selector {selector!r}: use one of {', '.join(SELECTORS)}")
+    if route and selector not in ROUTING_SELECTORS:
+        raise UserError(f"--route sends each target image to the sources that cover it, and --selector {selector} "
+                        f"does not say which images those are: use --selector {' or '.join(ROUTING_SELECTORS)}, "
+                        "or drop --route")
+    if not 0.0 <= min_share < 1.0:
+        raise UserError(f"--min-share must be at least 0 and below 1, got {min_share}")
+    if not min_gain >= 0.0:
+        raise UserError(f"--min-gain must be at least 0, got {min_gain}")
+    ckpts = load_sources(sources, critics="all" if route else "first")
     arch = ckpts[0].arch
     cfg = cfg or mine_config(trained_loss(ckpts[0]))
     if seed is not None:
@@ -125,14 +159,27 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
         r = arch.resolution
         raise UserError(f"target {target} holds {target_set.channels}x{target_set.resolution}x{target_set.resolution} "
                         f"images but the sources make {arch.channels}x{r}x{r}: pick a target of the sources' size")
+    if cfg.routed or cfg.row_shares:
+        raise UserError("routed and row_shares are set by the run itself (--route, --rows shares), not given")
+    cov, cov_est = mine_shares.source_coverage([c.generator for c in ckpts], target_set.images,
+                                               feature_kind=feature_kind, seed=cfg.seed, min_share=min_share,
+                                               min_gain=min_gain)
+    kept, parts = list(range(len(ckpts))), None
+    if route:
+        kept, parts, kept_shares = mine_shares.routes(cov, target_set.images)
+        cfg = dataclasses.replace(cfg, routed=True, row_shares=tuple(kept_shares))
+    elif cfg.rows == "shares" and selector == "coverage":
+        cfg = dataclasses.replace(cfg, row_shares=tuple(cov_est.shares))
     record = RunRecord(
         run_kind=RUN_KIND, method=METHOD, target=target, seed=cfg.seed, features=feature_kind,
         data=target_set.provenance(),
         extra={"sources": list(sources), "source_paths": [c.path for c in ckpts], "mining": cfg.to_dict(),
+               "selector": selector, "route": route, "min_share": min_share, "min_gain": min_gain, "kept": kept,
                "checkpoint_every": checkpoint_every, "eval_every": eval_every,
                "engine": "in-process" if in_process else "ray"},
     )
-    return _Plan(list(sources), ckpts, cfg, target_set, RunDir(out), record)
+    return _Plan(list(sources), ckpts, cfg, target_set, RunDir(out), record, selector=selector, coverage=cov,
+                 coverage_estimate=cov_est, kept=kept, parts=parts)
 
 
 def _resume_point(plan: _Plan, resume: bool) -> None:
@@ -142,16 +189,18 @@ def _resume_point(plan: _Plan, resume: bool) -> None:
         raise UserError(f"{run.path} already holds a run ({run.file(CONFIG_FILE)}): add --resume to continue it, "
                         "or pass a new --out")
     old = run.read_config()
-    for key in ("sources", "target", "mining"):
+    for key in ("sources", "target", "mining", "selector", "route", "min_share", "min_gain"):
         if old.get(key) != plan.record.to_dict()[key]:
             raise UserError(f"{run.path} was started with other {key} ({old.get(key)}); resume with the same options, "
                             "or pass a new --out")
     final = read_final(run) if run.read_record().done else None
     if final is not None:
         print(f"mine: {run.path} is finished already (step {cfg.total_steps}); nothing to resume", file=sys.stderr)
-        plan.finished = MineResult(run.path, final.get("shares", []), final.get("metrics", {}),
+        done = run.read_config()
+        plan.finished = MineResult(run.path, done.get("shares", []), final.get("metrics", {}),
                                    true_shares=final.get("true_shares"), resumed_from=cfg.total_steps,
-                                   val_metrics=run.read_config().get("val_metrics", {}))
+                                   val_metrics=done.get("val_metrics", {}), selector=plan.selector,
+                                   by_selector=done.get("by_selector", {}), kept=done.get("kept", plan.kept))
         return
     done_steps = [s for s in step_checkpoints(run) if s <= cfg.total_steps]
     if done_steps:
@@ -171,18 +220,50 @@ class _Evaluator:
     def __init__(self, plan: _Plan, refs: dict[str, protocol.Reference], truth: list[float] | None,
                  on_eval: EvalCallback | None):
         self.plan, self.refs, self.truth, self.on_eval = plan, refs, truth, on_eval
-        self.arches = [c.arch for c in plan.ckpts]
+        self.arches = [c.arch for c in plan.engine_ckpts]
         self.common = {"seed": plan.cfg.seed, "features": plan.record.features, "target": plan.record.target}
         self.log: Callable[[str], None] = lambda line: None
+        self._estimates: tuple[int, dict[str, Estimate]] | None = None
+
+    def estimates(self, step: int, state: dict[str, torch.Tensor], every: bool = False) -> dict[str, Estimate]:
+        """Shares over every source at ``step``: the run's selector's (``every``: each selector's that applies)."""
+        if self._estimates is not None and self._estimates[0] == step and (not every or len(self._estimates[1]) > 1):
+            return self._estimates[1]
+        plan, n = self.plan, len(self.plan.sources)
+        names = [plan.selector] if not every else [s for s in SELECTORS if not (s == "count" and plan.cfg.routed)]
+        out: dict[str, Estimate] = {}
+        for name in names:
+            if name == "coverage":
+                out[name] = plan.coverage_estimate
+            elif name == "count":
+                window = selector_shares(state["selector.window"], len(plan.kept))
+                out[name] = Estimate(spread(window.tolist(), plan.kept, n), {"window": plan.cfg.window})
+            else:
+                mixture = mixture_from_state(self.arches, plan.cfg, {**state, "shares": torch.tensor(plan.coverage_toward())})
+                fit = mine_shares.mixture_fit_shares(list(mixture.sources), plan.target.images,
+                                                     feature_kind=plan.record.features, seed=plan.cfg.seed,
+                                                     toward=plan.coverage_toward())
+                out[name] = Estimate(spread(fit.shares, plan.kept, n), fit.details)
+        self._estimates = (step, out)
+        return out
+
+    def shares(self, step: int, state: dict[str, torch.Tensor]) -> list[float]:
+        """What sampling uses at ``step``: the run's selector's shares, over every source."""
+        return self.estimates(step, state)[self.plan.selector].shares
+
+    def mixture(self, step: int, state: dict[str, torch.Tensor]):
+        p = self.shares(step, state)
+        return mixture_from_state(self.arches, self.plan.cfg, {**state, "shares": torch.tensor([p[i] for i in self.plan.kept],
+                                                                                              dtype=torch.float64)})
 
     def test(self, step: int, state: dict[str, torch.Tensor]) -> dict[str, float]:
         return self(step, state, split=protocol.REPORT_SPLIT)
 
     def __call__(self, step: int, state: dict[str, torch.Tensor], split: str = protocol.SELECTION_SPLIT) -> dict[str, float]:
         ref = self.refs[split]
-        mixture = mixture_from_state(self.arches, self.plan.cfg, state)
+        mixture = self.mixture(step, state)
         values = protocol.score(mixture.sample, ref, seed=self.plan.cfg.seed)
-        p = [float(x) for x in mixture.shares]
+        p = self.shares(step, state)
         values.update({f"share_{i}": v for i, v in enumerate(p)})
         if self.truth is not None:
             errors = [abs(a - b) for a, b in zip(p, self.truth)]
@@ -213,6 +294,11 @@ def _loop(plan: _Plan, engine: Any, evaluate: _Evaluator, *, eval_every: int, ch
             evaluate.log(f"mine: {len(plan.sources)} sources -> {len(plan.target)} images of {plan.record.target}; "
                          f"{cfg.mining_steps} mining + {cfg.finetune_steps} fine-tuning steps, loss {cfg.loss}, "
                          f"batch {cfg.batch}, {where}" + (f"; resuming after step {plan.start}" if plan.start else ""))
+            cov = plan.coverage_estimate
+            evaluate.log(f"mine: coverage shares {_fmt_shares(cov.shares)} (source classifier accuracy "
+                         f"{cov.details['accuracy']:.3f})" + (f"; routed: mining {len(plan.kept)} of {len(plan.sources)} "
+                                                              f"sources, each against its own part of the target"
+                                                              if cfg.routed else "") + f"; selector {plan.selector}")
             if plan.start_state is not None:
                 engine.load_state_tensors(plan.start_state)
                 progress.update(plan.start)
@@ -229,9 +315,11 @@ def _loop(plan: _Plan, engine: Any, evaluate: _Evaluator, *, eval_every: int, ch
                     if not all(math.isfinite(r[k]) for k in ("d_loss", "g_loss", "penalty")):
                         raise RuntimeError(f"mining diverged at step {r['step']} ({r}); lower the learning rates")
                     if r["step"] % log_every == 0 or r["step"] == total:
-                        history.append(r)
+                        history.append({**r, "shares": spread(r["shares"], plan.kept, len(plan.sources))})
                 last = rows[-1] if rows else {"shares": engine.shares(), "g_loss": math.nan, "d_loss": math.nan}
-                progress.update(nxt - done, p=_fmt_shares(last["shares"]), g=last["g_loss"], d=last["d_loss"])
+                progress.update(nxt - done, **{"wins" if plan.selector != "count" or cfg.routed else "p":
+                                               _fmt_shares(spread(last["shares"], plan.kept, len(plan.sources)))},
+                                g=last["g_loss"], d=last["d_loss"])
                 done = nxt
                 # Evaluate (and call on_eval) before checkpointing: a caller that records progress in
                 # on_eval (a Tune trial's report) never sees the run resume past a step it was not told of.
@@ -266,6 +354,10 @@ def run_mine(
     chunk: int = 10,
     placement_group: Any = None,
     force_unlock: bool = False,
+    selector: str = DEFAULT_SELECTOR,
+    route: bool = False,
+    min_share: float = DEFAULT_MIN_SHARE,
+    min_gain: float = DEFAULT_MIN_GAIN,
 ) -> MineResult:
     """Mine ``sources`` for ``target`` and write a run directory at ``out``.
 
@@ -295,10 +387,18 @@ def run_mine(
             None: the run makes (and removes) a group of its own. Ignored with ``in_process``.
         force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``);
             without it a run another process is writing is refused (a stale lock is taken over).
+        selector: whose shares sampling uses: ``count``, ``coverage`` or ``mixture-fit``
+            (:mod:`.mine_shares`); every one that applies is recorded in ``RUN/shares.json``.
+        route: mine each source the coverage estimate keeps against its own part of the target,
+            with a critic of its own (sources it drops are not mined); needs ``selector="coverage"``.
+        min_share, min_gain: the coverage estimate drops sources whose share falls below
+            ``min_share``, or that explain the target images they cover less than ``min_gain``
+            nats (of log-likelihood per image) better than the other sources do.
     """
     t0 = time.time()
     plan = _check(sources, target, out, cfg, seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every,
-                  chunk=chunk, feature_kind=feature_kind, in_process=in_process)
+                  chunk=chunk, feature_kind=feature_kind, in_process=in_process, selector=selector, route=route,
+                  min_share=min_share, min_gain=min_gain)
     with owning(out, force_unlock=force_unlock) as lock:
         plan.run = LockedRunDir(out, lock)
         if plan.run.is_run():
@@ -321,30 +421,40 @@ def _mine(plan: _Plan, t0: float, *, target: str, gpus_per_source: float | None,
     evaluate = _Evaluator(plan, refs, truth, on_eval)
     threads_before = torch.get_num_threads()
     try:
-        engine = start_engine(plan.ckpts, plan.target.images, plan.cfg, in_process=in_process,
+        engine = start_engine(plan.engine_ckpts, plan.parts if plan.cfg.routed else plan.target.images, plan.cfg,
+                              in_process=in_process,
                               gpus_per_source=gpus_per_source, threads=threads, snapshot_every=checkpoint_every or 100,
                               placement_group=placement_group)
     except BaseException:
         torch.set_num_threads(threads_before)
         raise
     if not in_process:  # where the actors ran: their bundles, and whether the group was the caller's
-        plan.record = plan.record.replace(actors={"bundles": engine.resources.bundles(len(plan.sources)),
+        plan.record = plan.record.replace(actors={"bundles": engine.resources.bundles(len(plan.kept)),
                                                   "caller_placement_group": not engine.owns_placement_group})
-    where = "in-process" if in_process else f"Ray ({len(plan.sources)} generator actors + a coordinator)"
+    where = "in-process" if in_process else f"Ray ({len(plan.kept)} generator actors + a coordinator)"
     state, val_metrics = _loop(plan, engine, evaluate, eval_every=eval_every, checkpoint_every=checkpoint_every,
                                chunk=chunk, where=where, show_progress=show_progress, threads_before=threads_before)
     plan.run.drop_metrics(METHOD, split=protocol.REPORT_SPLIT)  # a restarted final phase scores test once
+    by_selector = evaluate.estimates(plan.cfg.total_steps, state, every=True)
     metrics = evaluate.test(plan.cfg.total_steps, state)
-    return _write(plan, state, metrics, val_metrics, truth, t0)
+    return _write(plan, state, metrics, val_metrics, truth, by_selector, t0)
 
 
 def _write(plan: _Plan, state: dict[str, torch.Tensor], metrics: dict[str, float], val_metrics: dict[str, float],
-           truth: list[float] | None, t0: float) -> MineResult:
-    shares = [float(p) for p in selector_shares(state["selector.window"], len(plan.sources))]
-    write_final(plan.run, plan.sources, plan.ckpts, plan.cfg, state, shares, plan.history, metrics, truth, plan.target)
+           truth: list[float] | None, by_selector: dict[str, Estimate], t0: float) -> MineResult:
+    shares = by_selector[plan.selector].shares
+    doc = mine_shares.shares_document(plan.selector, plan.sources, by_selector, truth, plan.kept, plan.cfg.routed)
+    storage.write_json_atomic(plan.run.file(SHARES_JSON), doc)
+    write_final(plan.run, [plan.sources[i] for i in plan.kept], plan.engine_ckpts, plan.cfg, state,
+                [shares[i] for i in plan.kept], plan.history, metrics,
+                None if truth is None else [truth[i] for i in plan.kept], plan.target, all_sources=plan.sources,
+                all_truth=truth)
     wall = time.time() - t0
+    every = {k: e.shares for k, e in by_selector.items()}
     plan.run.write_config(plan.record.replace(status="done", metrics=metrics, metrics_split=protocol.REPORT_SPLIT,
                                               val_metrics=val_metrics, resumed_from=plan.start,
-                                              wall_s=round(wall, 1), shares=shares, true_shares=truth))
+                                              wall_s=round(wall, 1), shares=shares, true_shares=truth,
+                                              by_selector=every))
     prune_step_checkpoints(plan.run)  # only once the run is marked done: until then they are the way back
-    return MineResult(plan.run.path, shares, metrics, plan.history, truth, plan.start, wall, val_metrics)
+    return MineResult(plan.run.path, shares, metrics, plan.history, truth, plan.start, wall, val_metrics,
+                      plan.selector, every, list(plan.kept))

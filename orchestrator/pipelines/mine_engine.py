@@ -22,17 +22,20 @@ from ..cluster import ensure_ray
 from ..errors import UserError
 
 
-def start_engine(ckpts: Sequence[checkpoint.Checkpoint], images: torch.Tensor, cfg: MultiSourceConfig, *,
-                 in_process: bool, gpus_per_source: float | None, threads: int | None, snapshot_every: int,
-                 placement_group: Any = None) -> MultiSourceMiner | MiningCluster:
-    """The engine of a run over ``ckpts`` (their generators, and source 0's critic) for ``images``.
+def start_engine(ckpts: Sequence[checkpoint.Checkpoint], images: torch.Tensor | Sequence[torch.Tensor],
+                 cfg: MultiSourceConfig, *, in_process: bool, gpus_per_source: float | None, threads: int | None,
+                 snapshot_every: int, placement_group: Any = None) -> MultiSourceMiner | MiningCluster:
+    """The engine of a run over ``ckpts`` (their generators, and source 0's critic) for ``images``;
+    routed (``cfg.routed``): every source's own critic, and ``images`` one part per source.
 
     ``placement_group``: a group the caller holds (a Tune trial's), bundle 0 its own and bundles
     1..N+1 this run's; None makes (and on close removes) a group of the run's own.
     """
     arches = [c.arch for c in ckpts]
     gen_states = [{k: v.detach().clone() for k, v in c.generator.state_dict().items()} for c in ckpts]
-    critic_state = {k: v.detach().clone() for k, v in ckpts[0].critic.state_dict().items()}
+    critic_states = [{k: v.detach().clone() for k, v in c.critic.state_dict().items()}
+                     for c in (ckpts if cfg.routed else ckpts[:1])]
+    critic_state: Any = critic_states if cfg.routed else critic_states[0]
     if in_process:
         if threads:
             torch.set_num_threads(threads)

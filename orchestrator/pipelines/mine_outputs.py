@@ -77,9 +77,15 @@ def write_step_checkpoint(run: RunDir, step: int, arch: GANConfig, cfg: MultiSou
 
 def write_final(run: RunDir, sources: Sequence[str], ckpts: Sequence[checkpoint.Checkpoint], cfg: MultiSourceConfig,
                 state: dict[str, torch.Tensor], shares: list[float], history: list[dict[str, Any]],
-                metrics: dict[str, float], truth: list[float] | None, target_set: ImageSet) -> None:
-    """The mined model (``RUN/checkpoints/final``), its sample grids, the shares table and plot."""
+                metrics: dict[str, float], truth: list[float] | None, target_set: ImageSet,
+                all_sources: Sequence[str] | None = None, all_truth: Sequence[float] | None = None) -> None:
+    """The mined model (``RUN/checkpoints/final``), its sample grids, the shares table and plot.
+
+    ``sources``, ``ckpts``, ``shares`` and ``truth`` are the mined model's (routing may have left
+    some of ``all_sources`` out); ``history`` and ``all_truth`` hold shares over ``all_sources``.
+    """
     n = len(sources)
+    all_sources = list(all_sources or sources)
     tensors = {k: v for k, v in state.items()
                if any(k.startswith(f"{source_prefix(i)}{part}.") for i in range(n) for part in ("generator", "miner"))}
     tensors["shares"] = torch.tensor(shares, dtype=torch.float64)
@@ -98,5 +104,5 @@ def write_final(run: RunDir, sources: Sequence[str], ckpts: Sequence[checkpoint.
     run.write_sample("mixed", mixed)
     for i, source in enumerate(mixture.sources):
         run.write_sample(f"source-{i}", sample_grid_png(source, n=64, seed=cfg.seed))
-    storage.write_table(run.file(SHARES_FILE), shares_table(history, sources))
-    run.write_sample("shares", mining_shares_png(history, sources, truth))
+    storage.write_table(run.file(SHARES_FILE), shares_table(history, all_sources))
+    run.write_sample("shares", mining_shares_png(history, all_sources, all_truth if all_sources != list(sources) else truth))

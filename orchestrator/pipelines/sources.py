@@ -25,21 +25,33 @@ def load_source(path: str) -> tuple[Source, checkpoint.Checkpoint]:
     return Source(ckpt.generator, ckpt.critic, train), ckpt
 
 
-def load_sources(sources: Sequence[str]) -> list[checkpoint.Checkpoint]:
-    """Every source of a mining run; source 0 must hold a critic (the shared critic starts from it)."""
+def load_sources(sources: Sequence[str], critics: str = "first") -> list[checkpoint.Checkpoint]:
+    """Every source of a mining run, with the critic of the first (``critics="first"``: the shared
+    critic starts from it) or of every one (``"all"``: routed mining gives each source its own)."""
     if len(sources) < 2:
         raise UserError(f"multi-source mining needs two or more --source (got {len(sources)}); "
                         "for one source use `ganlode transfer --method minegan`")
-    ckpts = [checkpoint.load_checkpoint(s, with_critic=(i == 0)) for i, s in enumerate(sources)]
+    if critics not in ("first", "all"):
+        raise ValueError(f"critics must be 'first' or 'all', got {critics!r}")
+    ckpts = [checkpoint.load_checkpoint(s, with_critic=(i == 0 or critics == "all")) for i, s in enumerate(sources)]
     for s, c in zip(sources, ckpts):
         if c.record.model_kind != PLAIN:
             raise UserError(f"--source {s} is a {c.record.model_kind!r} model; sources must be plain GAN checkpoints "
                             f"{_PLAIN_HINT}")
+    channels = {c.arch.channels for c in ckpts}
+    if len(channels) > 1:
+        listed = ", ".join(f"{s}: {'gray' if c.arch.channels == 1 else 'colour'}" for s, c in zip(sources, ckpts))
+        raise UserError(f"gray and colour sources cannot be mined in one run ({listed}): pick sources that all make "
+                        "gray images or all make colour images")
     shapes = {(c.arch.channels, c.arch.resolution) for c in ckpts}
     if len(shapes) > 1:
         listed = ", ".join(f"{s}: {c.arch.channels}x{c.arch.resolution}x{c.arch.resolution}" for s, c in zip(sources, ckpts))
         raise UserError(f"the sources make images of different sizes or channels ({listed}); "
                         "pick sources that all make the target's image size")
+    missing = [s for s, c in zip(sources, ckpts) if critics == "all" and c.critic is None]
+    if missing:
+        raise UserError(f"routed mining gives every source its own critic, but {', '.join(missing)} holds none: "
+                        "use sources written by `ganlode pretrain` (or zoo:NAME), or drop --route")
     if ckpts[0].critic is None:
         raise UserError(f"the shared critic starts from the first source's critic, but {sources[0]} holds none: "
                         "list a source written by `ganlode pretrain` (or zoo:NAME) first")

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from .. import storage
-from ..artifacts.rundir import METRICS_FILE, REPORT_FILE, SHARES_FILE, RunDir, command_line
+from ..artifacts.rundir import METRICS_FILE, REPORT_FILE, SHARES_FILE, SHARES_JSON, RunDir, command_line
 from ..errors import UserError
 from .plots import curves_png, shares_png
 
@@ -56,7 +56,29 @@ def load_inputs(run: RunDir) -> dict[str, Any]:
     shares = storage.read_table(shares_path, fix="restore it or re-run the mining").to_pylist() \
         if storage.exists(shares_path) else []
     samples = {name[:-4]: run.read_sample(name) for name in run.sample_names()}
-    return {"config": config, "metrics": metrics, "shares": shares, "samples": samples}
+    estimates = storage.read_json(run.file(SHARES_JSON)) if storage.exists(run.file(SHARES_JSON)) else None
+    return {"config": config, "metrics": metrics, "shares": shares, "samples": samples, "estimates": estimates}
+
+
+def shares_html(doc: dict[str, Any]) -> str:
+    """RUN/shares.json as a table: per source, the shares sampling uses, every selector's, the truth."""
+    selectors = list(doc["by_selector"])
+    truth = doc.get("true_shares") or {}
+    head = "".join(f"<th>{html.escape(s)}{' (used)' if s == doc['selector'] else ''}</th>" for s in selectors)
+    rows = [f"<table><tr><th>source</th>{'<th>true share</th>' if truth else ''}{head}</tr>"]
+    for source in doc["sources"]:
+        cells = "".join(f"<td class='{'best' if s == doc['selector'] else ''}'>{doc['by_selector'][s][source]:.3f}</td>"
+                        for s in selectors)
+        true_cell = f"<td>{truth[source]:.3f}</td>" if truth else ""
+        rows.append(f"<tr><td style='text-align:left'>{html.escape(source)}</td>{true_cell}{cells}</tr>")
+    rows.append("</table>")
+    note = [f"Sampling uses the <b>{html.escape(doc['selector'])}</b> shares"]
+    if doc.get("routed"):
+        note.append(f"routed: {len(doc['kept'])} of {len(doc['sources'])} sources mined, each against its own part "
+                    "of the target")
+    if doc.get("max_error"):
+        note.append("max |p - true share|: " + ", ".join(f"{k} {v:.3f}" for k, v in doc["max_error"].items()))
+    return "".join(rows) + "<p class='sub'>" + "; ".join(note) + ".</p>"
 
 
 REPORTED_SPLITS = ("test", "eval")  # "eval": rows of runs made before the protocol had a test split
@@ -144,8 +166,14 @@ def render(inputs: dict[str, Any], title: str) -> str:
     if isinstance(true, list):  # mine runs record them in source order
         true = dict(zip(config.get("sources", []), true))
     shares = shares_png(inputs["shares"], true)
+    if inputs.get("estimates") or shares:
+        parts.append("<h2>Selector shares</h2>")
+    if inputs.get("estimates"):
+        parts.append(shares_html(inputs["estimates"]))
     if shares:
-        parts.append(f"<h2>Selector shares</h2><div class='plots'><img alt='shares' src='{_data_uri(shares)}'></div>")
+        parts.append("<p class='sub'>The count selector's shares of won rows over the steps (the MineGAN rule), "
+                     "against the true shares:</p>"
+                     f"<div class='plots'><img alt='shares' src='{_data_uri(shares)}'></div>")
     curves = curves_png([r for r in metrics if (r.get("split") or "eval") in SELECTION_SPLITS])
     if curves:
         parts.append(f"<h2>Quality over steps</h2><div class='plots'><img alt='curves' src='{_data_uri(curves)}'></div>")

@@ -26,6 +26,10 @@ ZOO = {
     "digits-5to9": "mnist5k:5-9",
     "animals-0to4": "animals:0-4",
     "animals-5to9": "animals:5-9",
+    "glyphs-AtoF": "glyphs:A-F",
+    "glyphs-GtoL": "glyphs:G-L",
+    "glyphs-MtoR": "glyphs:M-R",
+    "glyphs-StoZ": "glyphs:S-Z",
 }
 
 
