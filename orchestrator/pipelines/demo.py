@@ -56,8 +56,8 @@ class Budget:
 
 
 BUDGETS = {
-    "default": Budget(mining_steps=500, finetune_steps=100, transfer_steps=300, eval_every=100, eval_n=None),
-    "quick": Budget(mining_steps=250, finetune_steps=50, transfer_steps=150, eval_every=50, eval_n=None),
+    "default": Budget(mining_steps=400, finetune_steps=200, transfer_steps=300, eval_every=100, eval_n=None),
+    "quick": Budget(mining_steps=200, finetune_steps=100, transfer_steps=150, eval_every=50, eval_n=None),
 }
 
 
