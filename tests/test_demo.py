@@ -41,3 +41,6 @@ def test_demo_quick_writes_a_complete_report(ray_cluster, tmp_path, capsys):
     # sample grids per method beside real target images
     for name in (*BASELINES, "target-mining", "target-baselines", "mine-mixed"):
         assert f"alt='{name}'" in page, name
+    # the mined sources' grids are named after the sources routing kept, in the mined model's order
+    assert "mined from zoo:digits-0to4" in page and "mined from zoo:animals-5to9" in page
+    assert "mined from zoo:digits-5to9" not in page and "fixed at the coverage estimate" in page

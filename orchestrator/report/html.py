@@ -113,10 +113,11 @@ def final_table(metrics: list[dict]) -> tuple[list[str], dict[str, dict[str, flo
     return cols, table
 
 
-def _grid_label(name: str, config: dict[str, Any]) -> str:
-    """``source-2`` / ``mine-source-2`` -> the source's name; ``mixed`` -> the mixture."""
+def _grid_label(name: str, config: dict[str, Any], estimates: dict[str, Any] | None = None) -> str:
+    """``source-2`` / ``mine-source-2`` -> the source's name (the mined model's sources: a routed
+    run's kept ones, from its shares.json); ``mixed`` -> the mixture."""
     m = re.fullmatch(r"(mine-)?source-(\d+)", name)
-    sources = config.get("sources") or []
+    sources = (estimates or {}).get("kept") or config.get("sources") or []
     if m and int(m.group(2)) < len(sources):
         return f"mined from {sources[int(m.group(2))]}"
     if name.endswith("mixed"):
@@ -158,7 +159,7 @@ def render(inputs: dict[str, Any], title: str) -> str:
         for name in ordered:
             real = name.startswith("target")
             cls = "real" if real else ""
-            label = ("real target images" + name[len("target"):].replace("-", ": ", 1)) if real else _grid_label(name, config)
+            label = ("real target images" + name[len("target"):].replace("-", ": ", 1)) if real else _grid_label(name, config, inputs.get("estimates"))
             parts.append(f"<div class='grid'><img class='{cls}' alt='{html.escape(name)}' src='{_data_uri(grids[name])}'>"
                          f"<div>{html.escape(label)}</div></div>")
         parts.append("</div>")
@@ -171,8 +172,10 @@ def render(inputs: dict[str, Any], title: str) -> str:
     if inputs.get("estimates"):
         parts.append(shares_html(inputs["estimates"]))
     if shares:
-        parts.append("<p class='sub'>The count selector's shares of won rows over the steps (the MineGAN rule), "
-                     "against the true shares:</p>"
+        caption = ("A routed run's shares over the steps: fixed at the coverage estimate"
+                   if (inputs.get("estimates") or {}).get("routed")
+                   else "The count selector's shares of won rows over the steps (the MineGAN rule)")
+        parts.append(f"<p class='sub'>{caption}, against the true shares:</p>"
                      f"<div class='plots'><img alt='shares' src='{_data_uri(shares)}'></div>")
     curves = curves_png([r for r in metrics if (r.get("split") or "eval") in SELECTION_SPLITS])
     if curves:
