@@ -45,6 +45,28 @@ def tiny_source(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def provenanced_source():
+    """``make(path, spec, seed, **arch)``: a tiny untrained source at ``path`` whose record says it
+    was trained on ``spec`` (its data counts), as mining's true shares read them."""
+    import torch
+
+    from ganlode.methods.nets import GANConfig, build_gan
+    from ganlode.orchestrator import data
+    from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
+
+    def make(path, spec: str, seed: int, **arch_fields) -> str:
+        arch = GANConfig(latent_dim=8, g_width=8, d_width=8, **arch_fields)
+        torch.manual_seed(seed)
+        g, d = build_gan(arch)
+        config = {"kind": "gan", "arch": arch.to_dict(), "train": {"loss": "ns-r1"},
+                  "data": {"counts": data.load_target(spec).provenance()["counts"]}}
+        save_checkpoint(str(path), config, g, d)
+        return str(path)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster shared by every test that needs it (2 CPUs, 2 logical GPUs)."""
     import ray

@@ -9,12 +9,7 @@ import torch
 from ganlode.methods.multisource.coverage import SourceClassifier, coverage, fit_source_classifier, route_images
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def gaussians(means, n, seed):

@@ -10,29 +10,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganlode.methods.nets import GANConfig, build_gan
-from ganlode.orchestrator import data
-from ganlode.orchestrator.artifacts.checkpoint import save_checkpoint
 from ganlode.orchestrator.cli.main import main
 
 TARGET = "mnist5k:3@12+animals:zebra@12"
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
+def sources(tmp_path_factory, provenanced_source):
     """Tiny untrained sources with the data provenance of real ones (digits 0-4, animals 5-9)."""
     root = tmp_path_factory.mktemp("sources")
-    out = {}
-    for i, (name, spec, res) in enumerate([("digits", "mnist5k:0-4", 28), ("animals", "animals:5-9", 28),
-                                          ("wide", "mnist5k:0-4", 32)]):
-        arch = GANConfig(resolution=res, latent_dim=8, g_width=8, d_width=8)
-        torch.manual_seed(i)
-        g, d = build_gan(arch)
-        config = {"kind": "gan", "arch": arch.to_dict(), "train": {"loss": "ns-r1"},
-                  "data": {"counts": data.load_target(spec).provenance()["counts"]}}
-        save_checkpoint(str(root / name), config, g, d)
-        out[name] = str(root / name)
-    return out
+    return {name: provenanced_source(root / name, spec, i, resolution=res)
+            for i, (name, spec, res) in enumerate([("digits", "mnist5k:0-4", 28), ("animals", "animals:5-9", 28),
+                                                  ("wide", "mnist5k:0-4", 32)])}
 
 
 def mine_args(sources, out, *extra):
