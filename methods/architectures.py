@@ -2,7 +2,8 @@
 
 A checkpoint stores ``architectures.to_dict(cfg)``: the architecture's ``name`` plus its
 config's fields. ``build(d)`` turns that back into a generator and a critic. The DCGAN is the
-first entry (``nets.py``); others register themselves the same way (``register``).
+first entry (``nets.py``), StyleGAN2 the second (``stylegan2/``); others register themselves the
+same way (``register``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from . import nets
+from . import nets, stylegan2
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,6 @@ def config_of(generator: nn.Module) -> Any:
 
 register(Architecture("dcgan", nets.GANConfig, nets.build_gan,
                       "DCGAN: Linear+BN then two ConvTranspose+BN stages; a 3-block conv critic without BN"))
+register(Architecture("stylegan2", stylegan2.StyleGAN2Config, stylegan2.build_stylegan2,
+                      "StyleGAN2 (config F, rosinality's stylegan2-pytorch layout): mapping network, modulated convs "
+                      "with noise, skip generator; residual critic with minibatch stddev"))

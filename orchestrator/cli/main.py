@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "zoo",
     "data",
     "pretrain",
+    "import",
     "sample",
     "transfer",
     "mine",
@@ -37,6 +38,9 @@ COMMANDS: tuple[str, ...] = (
     "doctor",
 )
 
+# A command whose name is a Python keyword lives in the module of that name plus "_".
+MODULES: dict[str, str] = {"import": "import_"}
+
 EPILOG = """\
 examples:
   ganlode demo                                    the main job: mining + baselines, writes report.html
@@ -44,6 +48,7 @@ examples:
   ganlode sample zoo:digits-0to4 --out grid.png   draw a sample grid from a checkpoint
   ganlode data show mnist5k:7@100 --out t.png     inspect a target set
   ganlode pretrain --data mnist5k:0-4 --out runs/d04 --steps 2000
+  ganlode import stylegan2 ffhq-256.pt --out models/ffhq256   a StyleGAN2 of rosinality's stylegan2-pytorch
   ganlode --s3-endpoint http://127.0.0.1:9000 data show s3://bkt/t.parquet@50 --out s3://bkt/t.png
   ganlode doctor                                  what this installation has: versions, datasets, CUDA, Ray
 
@@ -67,7 +72,7 @@ class _Commands(Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(f"{__package__}.{name}").command
+        return importlib.import_module(f"{__package__}.{MODULES.get(name, name)}").command
 
     def invoke(self, ctx: click.Context):
         try:
