@@ -2,18 +2,22 @@
 
 A checkpoint stores ``architectures.to_dict(cfg)``: the architecture's ``name`` plus its
 config's fields. ``build(d)`` turns that back into a generator and a critic. The DCGAN is the
-first entry (``nets.py``), StyleGAN2 the second (``stylegan2/``); others register themselves the
-same way (``register``).
+first entry (``nets.py``), StyleGAN2 the second (``stylegan2/``), any TorchScript generator the
+third (``torchscript.py``); others register themselves the same way (``register``).
+
+Most architectures are their config alone. One that rebuilds from files (TorchScript archives)
+keeps them beside the checkpoint's weights: its config names them (``stored_files``), carries
+them once attached (``with_files``, ``files``), and never writes them into its dict.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from . import nets, stylegan2
+from . import nets, stylegan2, torchscript
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Architecture:
     config: type
     build: Callable[[Any], tuple[nn.Module, nn.Module]]
     description: str = ""
+    fresh: bool = True  # build() initialises new weights (False: it restores stored ones; scratch cannot use it)
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -57,15 +62,30 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {"name": name_of(cfg), **cfg.to_dict()}
 
 
-def from_dict(d: dict[str, Any]) -> Any:
-    """The config object of ``d`` (a dict without ``name`` is a DCGAN, as older checkpoints are)."""
+def from_dict(d: dict[str, Any], files: Mapping[str, bytes] | None = None) -> Any:
+    """The config object of ``d`` (a dict without ``name`` is a DCGAN, as older checkpoints are),
+    with ``files`` (the ones :func:`stored_files` names, read from beside the weights) attached."""
     rest = dict(d)
     arch = get(rest.pop("name", DEFAULT))
-    return arch.config.from_dict(rest)
+    cfg = arch.config.from_dict(rest)
+    return cfg.with_files(files) if files is not None and hasattr(cfg, "with_files") else cfg
+
+
+def stored_files(cfg: Any) -> tuple[str, ...]:
+    """The files a checkpoint of architecture ``cfg`` (a config or its dict) keeps beside its weights."""
+    if isinstance(cfg, dict):
+        cfg = from_dict(cfg)
+    return tuple(cfg.stored_files()) if hasattr(cfg, "stored_files") else ()
+
+
+def files_of(cfg: Any) -> dict[str, bytes]:
+    """The attached files of a config object (empty for an architecture without any, or for None)."""
+    return dict(cfg.files()) if cfg is not None and hasattr(cfg, "files") else {}
 
 
 def build(cfg: Any) -> tuple[nn.Module, nn.Module]:
-    """A fresh (generator, critic) of config ``cfg`` (a config object or its dict)."""
+    """A new (generator, critic) of config ``cfg`` (a config object or its dict): freshly initialised, or
+    for an architecture that is not ``fresh`` (TorchScript) the weights it restores."""
     if isinstance(cfg, dict):
         cfg = from_dict(cfg)
     return get(name_of(cfg)).build(cfg)
@@ -85,3 +105,7 @@ register(Architecture("dcgan", nets.GANConfig, nets.build_gan,
 register(Architecture("stylegan2", stylegan2.StyleGAN2Config, stylegan2.build_stylegan2,
                       "StyleGAN2 (config F, rosinality's stylegan2-pytorch layout): mapping network, modulated convs "
                       "with noise, skip generator; residual critic with minibatch stddev"))
+register(Architecture("torchscript", torchscript.TorchScriptConfig,
+                      lambda cfg: torchscript.build_torchscript(cfg, lambda critic: build(critic)[1]),
+                      "any generator saved with torch.jit.save (`ganlode import torchscript`); its critic a registry "
+                      "architecture's or a scripted one", fresh=False))

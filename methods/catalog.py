@@ -126,6 +126,22 @@ def defaults(method: str, *, loss: str, steps: int, critic_blocks: int | None) -
     return {k: v for k, v in common.items() if k in r.accepts}
 
 
+def source_critic_use(options: Mapping[str, Any]) -> str | None:
+    """The (resolved) option that reads the source critic's *trained* weights, beyond starting from them:
+    FreezeD's frozen blocks, distillation's target features, L2-SP's anchor on D; None when none does.
+
+    A source whose critic starts from scratch (an import without a critic) serves the methods that
+    only train it (finetune, minegan) and refuses these.
+    """
+    if (options.get("freeze_depth") or 0) > 0:
+        return "freeze_depth"
+    if (options.get("distill_weight") or 0) > 0:
+        return "distill_weight"
+    if (options.get("l2sp_weight") or 0) > 0 and options.get("l2sp_on") in ("d", "both", None):
+        return "l2sp_on"
+    return None
+
+
 def defaults_text(method: str) -> str:
     """The method's own defaults, for help texts: ``freeze_depth=2, lr=0.0001``."""
     r = record(method)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import adabn, bsa, catalog, finetune, glo, minegan
+from . import adabn, architectures, bsa, catalog, finetune, glo, minegan
 from .catalog import MethodRecord
 from .base import Adapter, FeatureFn, NotApplicable, OptionError, Source, TransferOptions
 from .interface import batchnorm_layers, check_critic, check_generator
@@ -21,6 +21,20 @@ Builder = Callable[..., Adapter]
 Applies = Callable[[Source], "str | None"]
 
 def _always(source: Source) -> str | None:
+    return None
+
+
+def _fresh_architecture(source: Source) -> str | None:
+    """scratch builds a new generator of the source's architecture: one whose builder restores stored
+    weights instead (a TorchScript module) cannot start afresh."""
+    cfg = getattr(source.generator, "cfg", None)
+    try:
+        arch = architectures.get(architectures.name_of(cfg))
+    except ValueError:
+        return None  # not a registry architecture: FineTune says so itself
+    if not arch.fresh:
+        return (f"scratch trains a freshly initialised generator of the source's architecture, and a {arch.name} "
+                "generator cannot be initialised afresh (only its stored weights exist); use finetune, minegan or glo")
     return None
 
 
@@ -60,7 +74,7 @@ def _minegan(source, images, options, *, seed, feature_fn=None) -> Adapter:
 
 
 _BUILDERS: dict[str, tuple[Builder, Applies]] = {
-    "scratch": (_finetune("scratch"), _always),
+    "scratch": (_finetune("scratch"), _fresh_architecture),
     "finetune": (_finetune("finetune"), _always),
     "freezed": (_finetune("freezed"), _always),
     "l2sp": (_finetune("l2sp"), _always),

@@ -4,6 +4,11 @@ Tensors are stored under prefixes: ``generator.``, ``critic.``, ``miner.`` and, 
 models, ``sources.<i>.generator.`` / ``sources.<i>.miner.``. ``config.json`` is the
 :class:`~.records.ModelRecord`: the architecture, the loader kind, the data and command that
 made the weights, the step count and measured metrics.
+
+An architecture that rebuilds from files (a TorchScript generator: ``generator.ts``, and
+``critic.ts`` for a scripted critic) keeps them in the same directory, byte for byte as imported;
+``save_checkpoint`` writes the generator's attached files, ``load_checkpoint`` reads and checks
+them (sha256) before the weights are loaded over them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from .rundir import WEIGHTS_FILE as WEIGHTS
 from .zoo import resolve
 
 
+CRITIC_SOURCE = "critic_source"  # a record key: where the critic's weights come from (absent: trained with G)
+SCRATCH_CRITIC = "scratch"       # ...a registry critic initialised at import, never trained
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: nets in eval mode plus its record (``config``: the record as a dict)."""
@@ -35,11 +44,18 @@ class Checkpoint:
     generator: torch.nn.Module
     critic: torch.nn.Module | None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # the architecture's files (TorchScript archives)
 
     @property
     def arch(self) -> Any:
-        """The architecture config (the registry's config object of the architecture named in ``arch``)."""
-        return architectures.from_dict(self.config["arch"])
+        """The architecture config (the registry's config object of the architecture named in ``arch``),
+        its files attached."""
+        return architectures.from_dict(self.config["arch"], self.files if self.files else None)
+
+    @property
+    def critic_from_scratch(self) -> bool:
+        """True when the critic was initialised at import and never trained (no source critic to read)."""
+        return self.config.get(CRITIC_SOURCE) == SCRATCH_CRITIC
 
     @property
     def record(self) -> ModelRecord:
@@ -74,8 +90,10 @@ def save_checkpoint(
         generator, critic: saved under ``generator.`` / ``critic.``.
         extra: further named tensors (miners, latent codes, ...).
         dtype: store floating tensors in this dtype (e.g. torch.float16 for the zoo).
-        files: further files written into the same directory (e.g. ``samples.png``).
+        files: further files written into the same directory (e.g. ``samples.png``); the files
+            attached to the generator's architecture config (its TorchScript archives) are added.
     """
+    files = {**architectures.files_of(getattr(generator, "cfg", None)), **(files or {})}
     tensors: dict[str, torch.Tensor] = {}
     if generator is not None:
         tensors.update(state_tensors("generator.", generator, dtype))
@@ -91,7 +109,7 @@ def save_checkpoint(
     with storage.atomic_dir(path) as stage:
         (stage / WEIGHTS).write_bytes(st_save(tensors))
         (stage / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for name, blob in (files or {}).items():
+        for name, blob in files.items():
             (stage / name).write_bytes(blob)
 
 
@@ -132,12 +150,38 @@ def load_into(module: torch.nn.Module, prefix: str, tensors: dict[str, torch.Ten
     module.load_state_dict(sub, strict=True)
 
 
+def read_arch_files(arch: dict[str, Any], directory: str, what: str) -> dict[str, bytes]:
+    """The files architecture ``arch`` rebuilds from, read from ``directory`` (none for most)."""
+    try:
+        names = architectures.stored_files(arch)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{what} has an invalid 'arch' ({str(e).splitlines()[0]}); re-create the checkpoint") from None
+    files = {}
+    for name in names:
+        if not storage.exists(storage.join(directory, name)):
+            raise UserError(f"{directory} lacks {name}, the {arch.get('name')} module its {CONFIG} names: the checkpoint "
+                            "is incomplete; copy it whole, or re-create it")
+        files[name] = storage.read_bytes(storage.join(directory, name))
+    return files
+
+
+def arch_with_files(arch: dict[str, Any], directory: str, what: str) -> Any:
+    """The config object of ``arch`` with its files from ``directory`` attached and checked."""
+    files = read_arch_files(arch, directory, what)
+    try:
+        return architectures.from_dict(arch, files if files else None)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{what} has an invalid 'arch' for the files beside it ({str(e).splitlines()[0]}); the config "
+                        "and its module come from different models: re-create the checkpoint") from None
+
+
 def load_checkpoint(path: str, with_critic: bool = True) -> Checkpoint:
     """Load a checkpoint directory (local, s3:// or zoo:NAME); nets come back in eval mode."""
     resolved = resolve(path)
     config, tensors = read_tensors(resolved)
+    arch = arch_with_files(config["arch"], resolved, f"{resolved}/{CONFIG}")
     try:
-        generator, critic = architectures.build(architectures.from_dict(config["arch"]))
+        generator, critic = architectures.build(arch)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{resolved}/{CONFIG} has an invalid 'arch' ({str(e).splitlines()[0]}); re-create the "
                         "checkpoint") from None
@@ -151,4 +195,5 @@ def load_checkpoint(path: str, with_critic: bool = True) -> Checkpoint:
     if critic is not None:
         critic.eval()
     extra = {k: v for k, v in tensors.items() if not k.startswith(("generator.", "critic."))}
-    return Checkpoint(path=resolved, config=config, generator=generator, critic=critic, extra=extra)
+    return Checkpoint(path=resolved, config=config, generator=generator, critic=critic, extra=extra,
+                      files=architectures.files_of(arch))

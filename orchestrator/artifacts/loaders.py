@@ -137,7 +137,7 @@ def _load_mined(path: str) -> LoadedModel:
     """Multi-source MineGAN: a sampler that picks source i ~ p, then x = G_i(M_i(u))."""
     config, tensors = checkpoint.read_tensors(path)
     try:
-        arches = [architectures.from_dict(s["arch"]) for s in config["sources"]]
+        arches = [_source_arch(s, i, path) for i, s in enumerate(config["sources"])]
         cfg = MultiSourceConfig.from_dict(config["mining"])
         if "shares" not in tensors:
             raise KeyError("shares")
@@ -145,6 +145,19 @@ def _load_mined(path: str) -> LoadedModel:
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path} is not a complete mined model ({e.__class__.__name__}: {e}); re-run `ganlode mine`") from None
     return LoadedModel(path, config, mixture.sample, arches[0].resolution, arches[0].channels, mixture)
+
+
+def _source_arch(source: dict[str, Any], index: int, path: str) -> Any:
+    """Source ``index``'s architecture in a mined model; one that rebuilds from files (TorchScript)
+    reads them from the source checkpoint the record names, checked against their sha256."""
+    arch = source["arch"]
+    if not architectures.stored_files(arch):
+        return architectures.from_dict(arch)
+    origin = source.get("path")
+    if not origin or not storage.exists(storage.join(origin, CONFIG_FILE)):
+        raise UserError(f"{path}: source {index} is a {arch.get('name')} generator whose module lives in its source "
+                        f"checkpoint {origin}, which is gone: restore that checkpoint at that path")
+    return checkpoint.arch_with_files(arch, origin, f"{path}/{CONFIG_FILE} (source {index})")
 
 
 # model_kind -> loader(checkpoint_dir) -> LoadedModel

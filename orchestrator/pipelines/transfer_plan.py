@@ -59,6 +59,23 @@ def validate_options(method: str, given: TransferOptions, *, critic_blocks: int,
         raise UserError(msg) from None
 
 
+def check_source_critic(method: str, resolved: TransferOptions, ckpt: checkpoint.Checkpoint) -> None:
+    """UserError when an option reads the source critic's trained weights and the source has none
+    (its critic starts from scratch: a generator imported without a critic)."""
+    use = catalog.source_critic_use(resolved.to_dict()) if ckpt.critic_from_scratch else None
+    if use is None:
+        return
+    if use == "l2sp_on":
+        hint = "anchor G alone with --l2sp-on g"
+    elif method == "finetune":
+        hint = f"drop {flag(use)}"
+    else:
+        hint = "use --method finetune or minegan"
+    raise UserError(f"--method {method} reads the source critic ({flag(use)} {getattr(resolved, use)}), but {ckpt.path} "
+                    "has no source critic (imported without one, its critic starts from scratch): import one with "
+                    f"`ganlode import torchscript FILE --critic CRITIC.ts --out CKPT`, or {hint}")
+
+
 def check_target(target: ImageSet, arch, spec: str, source: str) -> None:
     """UserError unless the target's images have the source's size and channels."""
     if target.resolution != arch.resolution or target.channels != arch.channels:
@@ -119,6 +136,7 @@ def check(s: TransferSettings, out: str) -> Plan:
     blocks = critic_depth(src.critic) if src.critic is not None else 0
     validate_options(s.method, given, critic_blocks=blocks, steps=s.steps)
     resolved = options.resolve(s.method, given, src, s.steps)
+    check_source_critic(s.method, resolved, ckpt)
     target_set = load_target(s.target, seed=s.seed)
     check_target(target_set, ckpt.arch, s.target, s.source)
     if s.method == "adabn" and len(target_set) < 2:
