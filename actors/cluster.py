@@ -21,7 +21,7 @@ from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..methods.multisource import MultiSourceConfig
-from ..methods.nets import GANConfig
+from .arch import pack
 from .coordinator import CoordinatorActor
 from .generator import GeneratorActor
 from .placement import MiningResources, check_bundles
@@ -35,7 +35,7 @@ class MiningCluster:
     """N GeneratorActors and one CoordinatorActor in one placement group.
 
     Args:
-        arches: each source's GANConfig.
+        arches: each source's architecture config (any registered architecture's, files attached).
         generator_states: each source generator's weights.
         critic_state: the shared critic's starting weights (architecture ``arches[0]``), handed to
             the coordinator as given.
@@ -53,7 +53,7 @@ class MiningCluster:
         bundle_offset: the first bundle of ``placement_group`` that is the run's (0 without one).
     """
 
-    def __init__(self, arches: Sequence[GANConfig], generator_states: Sequence[dict[str, torch.Tensor]],
+    def __init__(self, arches: Sequence[Any], generator_states: Sequence[dict[str, torch.Tensor]],
                  critic_state: Any, images: Any, cfg: MultiSourceConfig,
                  resources: MiningResources, *, snapshot_every: int = 100, max_restarts: int = 3,
                  step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0, ready_timeout_s: float = 60.0,
@@ -89,20 +89,22 @@ class MiningCluster:
         cfg_dict = cfg.to_dict()
         # Held here for the actors' lifetime: a restarted actor fetches its weights again.
         self._weights = [ray.put({k: v.detach().cpu() for k, v in state.items()}) for state in generator_states]
+        self._arches = [pack(a) for a in arches]  # (dict, files ref or None); the refs live as long as the actors
         self.generators = [
             gen_cls.options(
                 num_cpus=resources.cpus_per_source, num_gpus=resources.gpus_per_source,
                 max_restarts=max_restarts, max_task_retries=0,
                 scheduling_strategy=bundle(i),
-            ).remote(i, arches[i].to_dict(), [self._weights[i]], cfg_dict,
-                     os.path.join(self.state_dir, f"source-{i}.safetensors"), resources.threads_per_source)
+            ).remote(i, self._arches[i][0], [self._weights[i]], cfg_dict,
+                     os.path.join(self.state_dir, f"source-{i}.safetensors"), resources.threads_per_source,
+                     self._arches[i][1])
             for i in range(n)
         ]
         self.coordinator = coord_cls.options(
             num_cpus=resources.coordinator_cpus, num_gpus=resources.coordinator_gpus, max_restarts=0,
             scheduling_strategy=bundle(n),
-        ).remote(self.generators, arches[0].to_dict(), critic_state, images, cfg_dict,
-                 resources.coordinator_threads, snapshot_every, step_timeout_s, restart_timeout_s)
+        ).remote(self.generators, self._arches[0][0], critic_state, images, cfg_dict,
+                 resources.coordinator_threads, snapshot_every, step_timeout_s, restart_timeout_s, self._arches[0][1])
         self._steps_done = 0
 
     def _get(self, ref: Any, steps: int = 1) -> Any:

@@ -41,8 +41,8 @@ import ray
 import torch
 
 from ..methods.multisource import MultiSourceConfig, build_selector, source_prefix, step_record
-from ..methods.nets import GANConfig
 from ._runtime import keep_freed_memory, set_threads, torch_device
+from .arch import unpack
 
 
 class StaleActorError(RuntimeError):
@@ -58,7 +58,7 @@ class CoordinatorActor:
 
     Args:
         generators: handles of the N GeneratorActors, in source order.
-        arch: the critic's GANConfig (source 0's) as a dict.
+        arch: the critic's architecture config (source 0's) as a dict (``architectures.to_dict``).
         critic_state: the shared critic's starting weights, passed to ``build_selector`` as given.
         images: the target training set, passed to ``build_selector`` as given.
         cfg: the run's MultiSourceConfig as a dict.
@@ -66,16 +66,18 @@ class CoordinatorActor:
         snapshot_every: steps between snapshots (a dead actor costs at most this many replayed steps).
         step_timeout_s: the longest wait for the actors within one step.
         restart_timeout_s: the longest wait for a dead actor to come back.
+        files: the files ``arch`` rebuilds from (a TorchScript archive), as the generator actors take them.
     """
 
     def __init__(self, generators: Sequence[Any], arch: dict, critic_state: Any, images: Any, cfg: dict,
                  threads: int = 1, snapshot_every: int = 100,
-                 step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0):
+                 step_timeout_s: float = 120.0, restart_timeout_s: float = 120.0,
+                 files: list | dict[str, bytes] | None = None):
         set_threads(threads)
         keep_freed_memory()
         self.generators = list(generators)
         self.cfg = MultiSourceConfig.from_dict(cfg)
-        self.selector = build_selector(GANConfig.from_dict(arch), critic_state, images, len(self.generators),
+        self.selector = build_selector(unpack(arch, files), critic_state, images, len(self.generators),
                                        self.cfg, torch_device())
         self.snapshot_every = max(1, int(snapshot_every))
         self.step_timeout_s = step_timeout_s

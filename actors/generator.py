@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from ..methods.multisource import MultiSourceConfig, build_source
-from ..methods.nets import GANConfig
 from ._runtime import keep_freed_memory, set_threads, torch_device, write_local_atomic
+from .arch import unpack
 
 
 class GeneratorActor:
@@ -34,7 +34,7 @@ class GeneratorActor:
 
     Args:
         index: the source's position (seeds its miner).
-        arch: the source's GANConfig as a dict.
+        arch: the source's architecture config as a dict (``architectures.to_dict``: any registered one).
         generator_state: the source generator's weights, or a one-element list holding an
             ObjectRef to them that the driver keeps alive. The list form keeps large tensors out
             of the constructor's own arguments, which Ray may evict before a restart
@@ -42,10 +42,12 @@ class GeneratorActor:
         cfg: the run's MultiSourceConfig as a dict.
         state_path: local file that :meth:`save` keeps current; reloaded here if present.
         threads: torch intra-op threads of this process.
+        files: the files the architecture rebuilds from (a TorchScript archive), or a one-element
+            list holding an ObjectRef to them (:func:`ganlode.actors.arch.pack`); None for most.
     """
 
     def __init__(self, index: int, arch: dict, generator_state: dict[str, torch.Tensor] | list, cfg: dict,
-                 state_path: str | None = None, threads: int = 1):
+                 state_path: str | None = None, threads: int = 1, files: list | dict[str, bytes] | None = None):
         set_threads(threads)
         keep_freed_memory()
         if isinstance(generator_state, list):
@@ -53,7 +55,7 @@ class GeneratorActor:
         self.index = index
         self.device = torch_device()
         self.state_path = state_path
-        self.source = build_source(GANConfig.from_dict(arch), generator_state, MultiSourceConfig.from_dict(cfg),
+        self.source = build_source(unpack(arch, files), generator_state, MultiSourceConfig.from_dict(cfg),
                                    index, self.device)
         self.loaded_from: str | None = None
         if state_path and os.path.exists(state_path):

@@ -105,6 +105,7 @@ def _check(ctx: click.Context) -> None:
 @options.eval_every("also score every K steps (default 0: at start and end)", default=0)
 @options.features()
 @options.eval_n()
+@options.convert_target()
 @options.no_progress()
 @runconfig.config_option
 @options.json_output()
@@ -113,7 +114,7 @@ def _check(ctx: click.Context) -> None:
 def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str, loss: str | None,
             gpus_per_source: float | None, threads: int | None, checkpoint_every: int, resume: bool, in_process: bool,
             eval_every: int, features: str, eval_n: int | None, no_progress: bool, as_json: bool, force_unlock: bool,
-            selector: str, route: bool, min_share: float, min_gain: float, **config: Any) -> int:
+            selector: str, route: bool, min_share: float, min_gain: float, convert_target: bool, **config: Any) -> int:
     from ..pipelines.mine import mine_config, run_mine
     from ..pipelines.sources import trained_loss
 
@@ -124,7 +125,7 @@ def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str,
             list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
             resume=resume, in_process=in_process, threads=threads, eval_every=eval_every, feature_kind=features,
             eval_n=eval_n, show_progress=not no_progress, selector=selector, route=route, min_share=min_share,
-            min_gain=min_gain,
+            min_gain=min_gain, convert_target=convert_target,
             **unlock_kwargs(run_mine, force_unlock),
         )
         written = runconfig.write_run_config(ctx, result.run)

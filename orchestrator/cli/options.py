@@ -128,6 +128,14 @@ def features(help: str = "evaluation features: classifier (default) or inception
     return click.option("--features", type=click.Choice(FEATURES), default="classifier", metavar="NAME", help=help)
 
 
+def convert_target(help: str = "a target whose image size or channels differ from the source's is resized to its "
+                               "resolution (bicubic, antialiased) and its channels converted (gray repeated into RGB, "
+                               "or RGB to ITU-R 601 luma), its validation and test references too; the run records "
+                               "the conversion (without it such a target is refused)") -> Decorator:
+    # the flag data.convert.FLAG names in its refusal (not imported here: it loads torch)
+    return click.option("--convert-target", is_flag=True, help=help)
+
+
 def loss(help: str = catalog.OPTION_HELP["loss"], default: str | None = None, section: str = "Options") -> Decorator:
     return click.option("--loss", cls=Option, section=section, type=click.Choice(catalog.LOSSES), default=default,
                         metavar="LOSS", help=help)

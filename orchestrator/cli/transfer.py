@@ -87,6 +87,7 @@ def _check(ctx: click.Context) -> None:
 @options.eval_every("score on the validation split every K steps (default steps/10; 0: only at start and end)")
 @options.features()
 @options.eval_n()
+@options.convert_target()
 @options.no_progress()
 @click.option("--resume", metavar="RUN",
               help="continue the killed run RUN from its last saved state (takes no other option but --no-progress, "
@@ -115,7 +116,8 @@ def command(ctx: click.Context, resume: str | None, no_progress: bool, as_json: 
             result = run_transfer(
                 params["source"], target, params["method"], method_options, steps=params["steps"], out=params["out"],
                 seed=params["seed"], eval_every=params["eval_every"], feature_kind=params["features"],
-                eval_n=params["eval_n"], show_progress=not no_progress, **unlock_kwargs(run_transfer, force_unlock),
+                eval_n=params["eval_n"], convert_target=params["convert_target"], show_progress=not no_progress,
+                **unlock_kwargs(run_transfer, force_unlock),
             )
             written = runconfig.write_run_config(ctx, result.run)
     m = result.metrics

@@ -44,7 +44,7 @@ OUT/run.yaml holds every option a finished search ran with; --config OUT/run.yam
 (flags given beside it win).
 """
 
-SEARCH_FLAGS = ("sources", "target", "method", "space_file", "trials", "steps")  # what --resume takes from the search
+SEARCH_FLAGS = ("sources", "target", "method", "space_file", "trials", "steps", "convert_target")  # what --resume takes from the search
 NEEDED = ("sources", "target", "method", "out")
 
 
@@ -97,6 +97,7 @@ def _check(ctx: click.Context) -> None:
 @click.option("--mode", default="min", type=click.Choice(("min", "max")), help="minimise (default) or maximise it")
 @options.seed("seeds Optuna, the target draw and every trial's training (default 0)")
 @click.option("--val-n", type=int, default=None, metavar="N", help="cap on the validation images")
+@options.convert_target()
 @click.option("--cpus-per-trial", type=float, default=1.0, metavar="CPUS",
               help="CPUs (and torch threads) per trial (default 1)")
 @click.option("--max-failures", type=int, default=2, metavar="K",

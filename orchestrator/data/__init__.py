@@ -4,7 +4,8 @@
 - :mod:`.imageset`: ``ImageSet`` and writing one as a Parquet table;
 - :mod:`.datasets`: the ``Dataset`` record, its split, and the built-in datasets;
 - :mod:`.readers`: datasets from a folder of images or a Parquet table;
-- :mod:`.images`: [-1, 1] tensors to uint8 and PNG grids; :mod:`.glyphs`: the rendered set.
+- :mod:`.images`: [-1, 1] tensors to uint8 and PNG grids; :mod:`.glyphs`: the rendered set;
+- :mod:`.convert`: a target resized and channel-converted to the source's shape (``--convert-target``).
 
 The names below are the layer's public interface (``from ganlode.orchestrator import data``).
 """

@@ -4,7 +4,8 @@
    or the standard FID Inception (``--features inception``, optional extra); eval mode, no grad.
 2. Reference: the target spec's **validation** split for model selection (early stopping, best
    checkpoint, Tune) or its **test** split for every reported figure; neither is ever used for
-   training, both keep the target's class shares, and each score records its split.
+   training, both keep the target's class shares, and each score records its split. A run that
+   converted its target (``--convert-target``) converts its references the same way.
 3. Samples: exactly as many generated images as reference images, drawn with a fixed seed.
 4. Metrics: FID, KMMD (bandwidth = median pairwise reference distance, reported) and MV.
 """
@@ -18,6 +19,7 @@ import torch
 from ...methods import metrics as M
 from ...methods import seeding
 from ..artifacts.sampling import Sampler, generator_sampler
+from ..data.convert import Conversion
 from ..data.images import grid_png
 from ..data.spec import eval_reference
 from .features import FEATURES, extractor  # noqa: F401 (FEATURES: the protocol's choices)
@@ -40,12 +42,14 @@ class Reference:
         return len(self.features)
 
 
-def reference(spec: str, n: int | None = None, feature_kind: str = "classifier", split: str = REPORT_SPLIT) -> Reference:
-    """Features of the ``split`` reference images (``val`` or ``test``) for ``spec`` (at most ``n`` of them)."""
+def reference(spec: str, n: int | None = None, feature_kind: str = "classifier", split: str = REPORT_SPLIT,
+              convert: Conversion | None = None) -> Reference:
+    """Features of the ``split`` reference images (``val`` or ``test``) for ``spec`` (at most ``n`` of them),
+    converted by ``convert`` first when the run converted its target (``--convert-target``)."""
     if split not in EVAL_SPLITS:
         raise ValueError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     ref = eval_reference(spec, n=n, split=split)
-    feats = extractor(feature_kind)(ref.images)
+    feats = extractor(feature_kind)(ref.images if convert is None else convert(ref.images))
     return Reference(spec, feats, M.kmmd_bandwidth(feats), feature_kind, split)
 
 

@@ -18,6 +18,7 @@ from ..artifacts.loaders import load_model, locate
 from ..artifacts.records import RunRecord, record_type
 from ..artifacts.rundir import CONFIG_FILE, METRICS_FILE, metric_rows
 from ..artifacts.zoo import resolve
+from ..data.convert import Conversion
 from ..errors import UserError
 from ..evaluation import features, protocol
 from .ownership import LockedRunDir, owning
@@ -76,15 +77,20 @@ def evaluate_model(path: str, *, target: str | None = None, n: int | None = None
 def _evaluate(path: str, target: str | None, n: int | None, feature_kind: str, seed: int, split: str,
               run: LockedRunDir | None) -> Evaluation:
     where = locate(path)
+    given = target
     if where.run is not None:
         config = where.run.to_dict()
         target = target or _recorded_target(config, f"the run {where.path}")
         method, step = where.run.method or where.run.run_kind, int(config.get("steps") or 0)
     model = load_model(where.checkpoint)
     if where.run is None:
-        target = target or _recorded_target(model.config, f"the checkpoint {model.path}")
+        config = model.config
+        target = target or _recorded_target(config, f"the checkpoint {model.path}")
         method, step = model.config.get("method") or model.config.get("model_kind", "gan"), 0
-    ref = protocol.reference(target, n=n, feature_kind=feature_kind, split=split)
+    # a model trained on a converted target (--convert-target) is scored against its target converted alike
+    recorded = config.get("target_conversion") if given is None else None
+    convert = Conversion.from_dict(recorded) if isinstance(recorded, dict) else None
+    ref = protocol.reference(target, n=n, feature_kind=feature_kind, split=split, convert=convert)
     values = protocol.score(model.sampler, ref, seed=seed)
     appended_to = None
     if where.run is not None:

@@ -38,6 +38,7 @@ from ..artifacts import checkpoint
 from ..artifacts.loaders import mixture_from_state
 from ..artifacts.records import RunRecord
 from ..artifacts.rundir import CONFIG_FILE, SHARES_JSON, STEP_PREFIX, RunDir, metric_rows
+from ..data.convert import Conversion, conform
 from ..data.imageset import ImageSet
 from ..data.spec import load_target
 from ..errors import UserError
@@ -120,6 +121,7 @@ class _Plan:
     coverage_estimate: Estimate | None = None
     kept: list[int] = field(default_factory=list)         # the sources the engine mines (routing drops some)
     parts: list[torch.Tensor] | None = None               # routing: each kept source's part of the target
+    conversion: Conversion | None = None                  # --convert-target: how the target (and references) were converted
 
     @property
     def engine_ckpts(self) -> list[checkpoint.Checkpoint]:
@@ -134,7 +136,7 @@ class _Plan:
 
 def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig | None, *, seed: int | None,
            checkpoint_every: int, eval_every: int, chunk: int, feature_kind: str, in_process: bool, selector: str,
-           route: bool, min_share: float, min_gain: float) -> _Plan:
+           route: bool, min_share: float, min_gain: float, convert_target: bool = False) -> _Plan:
     if checkpoint_every < 0 or eval_every < 0 or chunk < 1:
         raise UserError("--checkpoint-every and --eval-every must be 0 or more")
     if feature_kind not in features.FEATURES:
@@ -154,11 +156,8 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
     cfg = cfg or mine_config(trained_loss(ckpts[0]))
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
-    target_set = load_target(target, seed=cfg.seed)
-    if (target_set.channels, target_set.resolution) != (arch.channels, arch.resolution):
-        r = arch.resolution
-        raise UserError(f"target {target} holds {target_set.channels}x{target_set.resolution}x{target_set.resolution} "
-                        f"images but the sources make {arch.channels}x{r}x{r}: pick a target of the sources' size")
+    target_set, conversion = conform(load_target(target, seed=cfg.seed), target, arch.channels, arch.resolution,
+                                     "the sources make", convert_target)
     if cfg.routed or cfg.row_shares:
         raise UserError("routed and row_shares are set by the run itself (--route, --rows shares), not given")
     cov, cov_est = mine_shares.source_coverage([c.generator for c in ckpts], target_set.images,
@@ -176,10 +175,11 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
         extra={"sources": list(sources), "source_paths": [c.path for c in ckpts], "mining": cfg.to_dict(),
                "selector": selector, "route": route, "min_share": min_share, "min_gain": min_gain, "kept": kept,
                "checkpoint_every": checkpoint_every, "eval_every": eval_every,
-               "engine": "in-process" if in_process else "ray"},
+               "engine": "in-process" if in_process else "ray",
+               "target_conversion": None if conversion is None else conversion.to_dict()},
     )
     return _Plan(list(sources), ckpts, cfg, target_set, RunDir(out), record, selector=selector, coverage=cov,
-                 coverage_estimate=cov_est, kept=kept, parts=parts)
+                 coverage_estimate=cov_est, kept=kept, parts=parts, conversion=conversion)
 
 
 def _resume_point(plan: _Plan, resume: bool) -> None:
@@ -189,7 +189,7 @@ def _resume_point(plan: _Plan, resume: bool) -> None:
         raise UserError(f"{run.path} already holds a run ({run.file(CONFIG_FILE)}): add --resume to continue it, "
                         "or pass a new --out")
     old = run.read_config()
-    for key in ("sources", "target", "mining", "selector", "route", "min_share", "min_gain"):
+    for key in ("sources", "target", "mining", "selector", "route", "min_share", "min_gain", "target_conversion"):
         if old.get(key) != plan.record.to_dict()[key]:
             raise UserError(f"{run.path} was started with other {key} ({old.get(key)}); resume with the same options, "
                             "or pass a new --out")
@@ -358,6 +358,7 @@ def run_mine(
     route: bool = False,
     min_share: float = DEFAULT_MIN_SHARE,
     min_gain: float = DEFAULT_MIN_GAIN,
+    convert_target: bool = False,
 ) -> MineResult:
     """Mine ``sources`` for ``target`` and write a run directory at ``out``.
 
@@ -394,11 +395,14 @@ def run_mine(
         min_share, min_gain: the coverage estimate drops sources whose share falls below
             ``min_share``, or that explain the target images they cover less than ``min_gain``
             nats (of log-likelihood per image) better than the other sources do.
+        convert_target: resize and channel-convert a target of another shape than the sources' (and its
+            validation and test references) to theirs (``--convert-target``, :mod:`ganlode.orchestrator.data.convert`);
+            without it such a target is refused.
     """
     t0 = time.time()
     plan = _check(sources, target, out, cfg, seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every,
                   chunk=chunk, feature_kind=feature_kind, in_process=in_process, selector=selector, route=route,
-                  min_share=min_share, min_gain=min_gain)
+                  min_share=min_share, min_gain=min_gain, convert_target=convert_target)
     with owning(out, force_unlock=force_unlock) as lock:
         plan.run = LockedRunDir(out, lock)
         if plan.run.is_run():
@@ -416,7 +420,7 @@ def _mine(plan: _Plan, t0: float, *, target: str, gpus_per_source: float | None,
           eval_n: int | None, show_progress: bool, chunk: int, placement_group: Any) -> MineResult:
     """Build, loop and write a checked plan (its run's lock is held)."""
     truth = true_shares([c.config for c in plan.ckpts], plan.target)
-    refs = {split: protocol.reference(target, n=eval_n, feature_kind=feature_kind, split=split)
+    refs = {split: protocol.reference(target, n=eval_n, feature_kind=feature_kind, split=split, convert=plan.conversion)
             for split in protocol.EVAL_SPLITS}
     evaluate = _Evaluator(plan, refs, truth, on_eval)
     threads_before = torch.get_num_threads()

@@ -18,7 +18,6 @@ import torch
 
 from ...methods import architectures
 from ...methods.multisource import MultiSourceConfig, source_prefix
-from ...methods.nets import GANConfig
 from .. import storage
 from ..artifacts import checkpoint
 from ..artifacts.loaders import mixture_from_state
@@ -65,7 +64,7 @@ def shares_table(history: Sequence[dict[str, Any]], sources: Sequence[str]) -> p
     return pa.Table.from_pylist(rows, schema=SHARES_SCHEMA)
 
 
-def write_step_checkpoint(run: RunDir, step: int, arch: GANConfig, cfg: MultiSourceConfig,
+def write_step_checkpoint(run: RunDir, step: int, arch: Any, cfg: MultiSourceConfig,
                           state: dict[str, torch.Tensor], history: list[dict[str, Any]], sources: Sequence[str]) -> None:
     """RUN/checkpoints/step-N, atomically; older ones are removed once it is complete."""
     record = ModelRecord(model_kind=STATE, arch=architectures.to_dict(arch), created=storage.utc_now(),
@@ -93,10 +92,10 @@ def write_final(run: RunDir, sources: Sequence[str], ckpts: Sequence[checkpoint.
     mixture = mixture_from_state(arches, cfg, tensors)
     mixed = grid_png(mixture.sample(64, torch.Generator().manual_seed(cfg.seed)))
     record = ModelRecord(
-        model_kind=MINED, arch=arches[0].to_dict(), method=METHOD, steps=cfg.total_steps, seed=cfg.seed,
+        model_kind=MINED, arch=architectures.to_dict(arches[0]), method=METHOD, steps=cfg.total_steps, seed=cfg.seed,
         created=storage.utc_now(), data=target_set.provenance(), metrics=metrics,
         extra={"sources": [{"source": s, "path": c.path, "arch": architectures.to_dict(c.arch),
-                            "miner": cfg.miner_config(c.arch.latent_dim).to_dict(), "data": c.config.get("data")}
+                            "miner": cfg.miner_config(c.generator.latent_dim).to_dict(), "data": c.config.get("data")}
                            for s, c in zip(sources, ckpts)],
                "shares": shares, "true_shares": truth, "mining": cfg.to_dict()},
     )

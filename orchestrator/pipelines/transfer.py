@@ -44,7 +44,7 @@ from .ownership import LockedRunDir, owning
 from .transfer_plan import Plan, TransferSettings, check, check_settings, check_target, eval_steps, validate_options
 
 __all__ = ["TransferSettings", "TransferResult", "run_transfer", "resume_transfer", "write_transfer_result",
-           "check_target", "eval_steps", "validate_options", "check_settings"]
+           "check_target", "eval_steps", "validate_options", "check_settings", "build_adapter"]
 
 EvalCallback = Callable[[int, dict[str, float]], None]
 RUN_KIND = "transfer"
@@ -76,7 +76,8 @@ def write_transfer_result(run: RunDir, adapter: Adapter, arch: Any, record: RunR
     """
     export = adapter.export()
     x = record.extra
-    kept = {k: x[k] for k in ("options", "source", "source_data", "train", "tune", "selected", "metrics_split")
+    kept = {k: x[k] for k in ("options", "source", "source_data", "train", "tune", "selected", "metrics_split",
+                              "target_conversion")
             if x.get(k) is not None}
     model = ModelRecord(model_kind=export.kind, arch=architectures.to_dict(arch), method=record.method,
                         steps=adapter.steps_done, seed=record.seed, created=storage.utc_now(), data=record.data,
@@ -91,9 +92,11 @@ def write_transfer_result(run: RunDir, adapter: Adapter, arch: Any, record: RunR
 # ---------------------------------------------------------------- check and build
 
 
-def _references(s: TransferSettings) -> dict[str, protocol.Reference]:
-    """The validation reference (model selection) and the test reference (reported figures)."""
-    return {split: protocol.reference(s.target, n=s.eval_n, feature_kind=s.features, split=split)
+def _references(plan: Plan) -> dict[str, protocol.Reference]:
+    """The validation reference (model selection) and the test reference (reported figures), converted
+    as the target was (``--convert-target``)."""
+    s = plan.settings
+    return {split: protocol.reference(s.target, n=s.eval_n, feature_kind=s.features, split=split, convert=plan.conversion)
             for split in protocol.EVAL_SPLITS}
 
 
@@ -106,11 +109,12 @@ def _record(plan: Plan, adapter: Adapter) -> RunRecord:
                "eval_every": s.eval_every, "options": {k: v for k, v in plan.resolved.to_dict().items() if v is not None},
                "options_given": plan.given.given(), "train": adapter.record().get("train"),
                "adapter": adapter.record(), "source_data": plan.ckpt.config.get("data"),
-               "protocol": protocol.PROTOCOL_VERSION},
+               "protocol": protocol.PROTOCOL_VERSION,
+               "target_conversion": None if plan.conversion is None else plan.conversion.to_dict()},
     )
 
 
-def _adapter(plan: Plan) -> Adapter:
+def build_adapter(plan: Plan) -> Adapter:
     s = plan.settings
     latent = catalog.record(s.method).latent
     return registry.build(s.method, plan.source, plan.target.images, plan.resolved, seed=s.seed,
@@ -234,6 +238,7 @@ def run_transfer(
     eval_n: int | None = None,
     show_progress: bool = True,
     force_unlock: bool = False,
+    convert_target: bool = False,
 ) -> TransferResult:
     """Adapt ``source`` to ``target`` with ``method`` and write a run directory at ``out``.
 
@@ -253,21 +258,25 @@ def run_transfer(
         show_progress: a progress bar and one line per evaluation on stderr (False: silent).
         force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``);
             without it a run another process is writing is refused (a stale lock is taken over).
+        convert_target: resize and channel-convert a target of another shape than the source's (and its
+            validation and test references) to the source's (``--convert-target``,
+            :mod:`ganlode.orchestrator.data.convert`); without it such a target is refused.
 
     Returns:
         The final and best-by-validation models' test metrics, the validation history and the run path.
     """
     t0 = time.time()
     given = options.given() if isinstance(options, TransferOptions) else dict(options or {})
-    settings = TransferSettings(source, target, method, given, steps, seed, eval_every, feature_kind, eval_n)
+    settings = TransferSettings(source, target, method, given, steps, seed, eval_every, feature_kind, eval_n,
+                                convert_target)
     plan = check(settings, out)
     with owning(out, force_unlock=force_unlock) as lock:
         plan.run = LockedRunDir(out, lock)
         if plan.run.is_run() and plan.run.read_record().done:
             raise UserError(f"{out} already holds a finished run (never overwritten): pass a new --out, or delete it first")
         restarted = plan.run.is_run()
-        refs = _references(settings)
-        adapter = _adapter(plan)
+        refs = _references(plan)
+        adapter = build_adapter(plan)
         record = _record(plan, adapter)
         plan.run.write_config(record)
         if restarted:  # an unfinished run at ``out`` starts over: drop its partial rows and state
@@ -305,8 +314,8 @@ def resume_transfer(run_path: str, *, on_eval: EvalCallback | None = None, show_
         run = plan.run = LockedRunDir(run_path, lock)
         if _resumable(run) != settings:  # read again under the lock: another writer may have finished it
             raise UserError(f"{run_path} changed while this resume was starting; run --resume again")
-        refs = _references(settings)
-        adapter = _adapter(plan)
+        refs = _references(plan)
+        adapter = build_adapter(plan)
         record = _record(plan, adapter)
         state_path = run.file(STATE_FILE)
         start, done, resumed = 0, _Progress(), storage.exists(state_path)

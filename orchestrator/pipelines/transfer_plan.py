@@ -15,6 +15,7 @@ from ...methods.base import NotApplicable, OptionError, Source, TransferOptions
 from ...methods.interface import critic_depth
 from ..artifacts import checkpoint
 from ..artifacts.rundir import RunDir
+from ..data.convert import Conversion, conform, target_conversion
 from ..data.imageset import ImageSet
 from ..data.spec import load_target
 from ..errors import UserError
@@ -35,6 +36,7 @@ class TransferSettings:
     eval_every: int | None = None
     features: str = "classifier"
     eval_n: int | None = None
+    convert_target: bool = False  # --convert-target: resize/convert a target of another shape to the source's
 
 
 def flag(option: str) -> str:
@@ -59,14 +61,21 @@ def validate_options(method: str, given: TransferOptions, *, critic_blocks: int,
         raise UserError(msg) from None
 
 
-def check_source_critic(method: str, resolved: TransferOptions, ckpt: checkpoint.Checkpoint) -> None:
+def check_source_critic(method: str, resolved: TransferOptions, ckpt: checkpoint.Checkpoint,
+                        search: bool = False) -> None:
     """UserError when an option reads the source critic's trained weights and the source has none
-    (its critic starts from scratch: a generator imported without a critic)."""
+    (its critic starts from scratch: a generator imported without a critic).
+
+    ``search``: the options are a corner of a ``ganlode tune`` search space (``method`` as given to
+    tune, a + combination included), and the hint says how to change the space.
+    """
     use = catalog.source_critic_use(resolved.to_dict()) if ckpt.critic_from_scratch else None
     if use is None:
         return
     if use == "l2sp_on":
-        hint = "anchor G alone with --l2sp-on g"
+        hint = "fix `l2sp_on: g` in the search space (--space FILE)" if search else "anchor G alone with --l2sp-on g"
+    elif search and (method == "finetune" or "+" in method):
+        hint = f"search a space that leaves out {use} (--space FILE)"
     elif method == "finetune":
         hint = f"drop {flag(use)}"
     else:
@@ -76,12 +85,10 @@ def check_source_critic(method: str, resolved: TransferOptions, ckpt: checkpoint
                     f"`ganlode import torchscript FILE --critic CRITIC.ts --out CKPT`, or {hint}")
 
 
-def check_target(target: ImageSet, arch, spec: str, source: str) -> None:
-    """UserError unless the target's images have the source's size and channels."""
-    if target.resolution != arch.resolution or target.channels != arch.channels:
-        raise UserError(f"target {spec} holds {target.channels}x{target.resolution}x{target.resolution} images but "
-                        f"source {source} makes {arch.channels}x{arch.resolution}x{arch.resolution}: pick a target "
-                        "of the source's image size and channels (nothing is resized for you)")
+def check_target(target: ImageSet, arch, spec: str, source: str, convert: bool = False) -> Conversion | None:
+    """How the target becomes images of the source's size and channels (None: it has them); without
+    ``convert`` (``--convert-target``) a mismatch is a UserError naming that flag."""
+    return target_conversion(target, spec, arch.channels, arch.resolution, f"source {source} makes", convert)
 
 
 def eval_steps(steps: int, eval_every: int | None) -> list[int]:
@@ -102,8 +109,9 @@ class Plan:
     resolved: TransferOptions
     source: Source
     ckpt: checkpoint.Checkpoint
-    target: ImageSet
+    target: ImageSet  # converted to the source's shape when ``conversion`` is set
     run: RunDir
+    conversion: Conversion | None = None  # --convert-target: how the target (and its references) were converted
 
 
 def check_settings(s: TransferSettings) -> TransferOptions:
@@ -138,7 +146,8 @@ def check(s: TransferSettings, out: str) -> Plan:
     resolved = options.resolve(s.method, given, src, s.steps)
     check_source_critic(s.method, resolved, ckpt)
     target_set = load_target(s.target, seed=s.seed)
-    check_target(target_set, ckpt.arch, s.target, s.source)
+    target_set, conversion = conform(target_set, s.target, ckpt.arch.channels, ckpt.arch.resolution,
+                                     f"source {s.source} makes", s.convert_target)
     if s.method == "adabn" and len(target_set) < 2:
         raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {s.target} has 1")
-    return Plan(s, given, resolved, src, ckpt, target_set, RunDir(out))
+    return Plan(s, given, resolved, src, ckpt, target_set, RunDir(out), conversion)

@@ -105,14 +105,16 @@ def export_best(prepared: Prepared, result: Any, row: dict[str, Any], out: str) 
                "options": {k: v for k, v in setup.options.to_dict().items() if v is not None},
                "options_given": prepared.space.options(config).given(),
                "train": setup.adapter.record().get("train"), "adapter": setup.adapter.record(),
-               "source_data": setup.checkpoint.config.get("data"), "tune": tune_info},
+               "source_data": setup.checkpoint.config.get("data"), "tune": tune_info,
+               "target_conversion": None if setup.conversion is None else setup.conversion.to_dict()},
     )
     common = dict(seed=spec.seed, features=features, target=target)
     n = int(final_val.get("n", 0))
     rows = [r for h in history for r in metric_rows(setup.method, int(h["step"]), {k: v for k, v in h.items() if k != "step"},
                                                      split=protocol.SELECTION_SPLIT, n=n, **common)]
     # The search chose this trial on validation; its figures are the test split's, read here once.
-    test_ref = protocol.reference(target, n=spec.val_n, feature_kind=features, split=protocol.REPORT_SPLIT)
+    test_ref = protocol.reference(target, n=spec.val_n, feature_kind=features, split=protocol.REPORT_SPLIT,
+                                  convert=setup.conversion)
     test = protocol.score(generator_sampler(setup.adapter.sampling_generator()), test_ref, seed=spec.seed)
     rows += metric_rows(setup.method, step, test, split=protocol.REPORT_SPLIT, n=len(test_ref), **common)
     record = record.replace(metrics=test, metrics_split=protocol.REPORT_SPLIT, val_metrics=final_val)

@@ -214,6 +214,13 @@ class SearchSpace:
                 values[k] = float(values[k])
         return values
 
+    def probes(self) -> list[dict[str, Any]]:
+        """Configs at the space's corners: every param at its low end, every one at its high end, and the
+        low corner with each choice of each ``choice`` param. What holds at all of them holds for the space's
+        thresholds (an option is on when > 0, a choice is one of those listed)."""
+        low, high = {p.name: p.args[0] for p in self.params}, {p.name: p.args[-1] for p in self.params}
+        return [low, high, *({**low, p.name: v} for p in self.params if p.kind == "choice" for v in p.args)]
+
     def options(self, config: dict[str, Any]) -> TransferOptions:
         """The TransferOptions of one single-source trial's config."""
         return TransferOptions(**self.values(config))
@@ -268,12 +275,7 @@ def parse_space(doc: dict[str, Any], method: str, *, critic_blocks: int, steps: 
     if not params:
         raise UserError(f"{where}: nothing to search: give at least one option a range, e.g. lr: {{loguniform: [1.0e-5, 1.0e-3]}}")
     space = SearchSpace(method, tuple(params), tuple(sorted(fixed.items())))
-    # Every corner value must be a valid option: check the low corner, the high corner and each choice.
-    probes = [{p.name: p.args[0] for p in params}, {p.name: p.args[-1] for p in params}]
-    for p in params:
-        if p.kind == "choice":
-            probes += [{**probes[0], p.name: v} for v in p.args]
-    for probe in probes:
+    for probe in space.probes():  # every corner value must be a valid option
         if method == MULTI_SOURCE:
             _check_mine(space.mine_overrides(_typed(space, probe, where), steps), steps, where)
             continue

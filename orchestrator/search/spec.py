@@ -15,12 +15,16 @@ from typing import Any
 
 from ...actors.placement import plan_nested_resources
 from ...methods import catalog
+from ...methods import options as method_options
 from ...methods.base import Source
 from ...methods.interface import critic_depth
 from .. import storage
+from ..data.convert import Conversion, conform
+from ..data.imageset import ImageSet
 from ..data.spec import load_target
 from ..errors import UserError
 from ..pipelines.sources import load_source, load_sources
+from ..pipelines.transfer_plan import check_source_critic
 from . import space as S
 
 SEARCH_DIR = "search"  # the Tune experiment, under --out
@@ -61,6 +65,7 @@ class SearchSpec:
     # reference engine, within the trial's own CPUs.
     engine: str = "ray"
     gpus_per_source: float | None = None  # None: fixed from the cluster's free GPUs when the search starts
+    convert_target: bool = False  # --convert-target: a target of another shape is converted to the source's
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -101,15 +106,35 @@ def check_spec(spec: SearchSpec) -> Prepared:
         raise UserError(f"--method {spec.method} takes one --source (got {len(spec.sources)}); "
                         "use --method mine for several sources")
     _check_settings(spec)
-    arch, blocks = _check_mine_sources(spec) if spec.method == S.MULTI_SOURCE else _check_source(spec)
-    target = load_target(spec.target, seed=spec.seed)
-    if target.resolution != arch.resolution or target.channels != arch.channels:
-        raise UserError(f"target {spec.target} holds {target.channels}x{target.resolution}x{target.resolution} images "
-                        f"but source {spec.sources[0]} makes {arch.channels}x{arch.resolution}x{arch.resolution}: pick "
-                        "a target of the source's image size and channels")
+    src = ckpt = None
+    if spec.method == S.MULTI_SOURCE:
+        arch, blocks = _check_mine_sources(spec)
+    else:
+        src, ckpt = _check_source(spec)
+        arch, blocks = ckpt.arch, critic_blocks(src)
+    target_for(spec, arch)
     space = S.parse_space(spec.space, spec.method, critic_blocks=blocks, steps=spec.steps,
                           where="search space")
+    if ckpt is not None and ckpt.critic_from_scratch:
+        _check_source_critic(spec, space, src, ckpt)
     return Prepared(spec, space, blocks)
+
+
+def target_for(spec: SearchSpec, arch: Any) -> tuple[ImageSet, Conversion | None]:
+    """The search's target draw in the shape of architecture ``arch`` (the first source's), and the
+    conversion that made it (None: it had that shape); a mismatch without ``--convert-target`` is refused."""
+    maker = f"source {spec.sources[0]} makes" if len(spec.sources) == 1 else "the sources make"
+    return conform(load_target(spec.target, seed=spec.seed), spec.target, arch.channels, arch.resolution, maker,
+                   spec.convert_target)
+
+
+def _check_source_critic(spec: SearchSpec, space: S.SearchSpace, src: Source, ckpt: Any) -> None:
+    """UserError, as ``ganlode transfer`` gives, when a trial at a corner of the space would read the
+    trained weights of a source critic that starts from scratch."""
+    method = S.build_method(spec.method)
+    for probe in space.probes():
+        resolved = method_options.resolve(method, space.options(probe), src, spec.steps)
+        check_source_critic(spec.method, resolved, ckpt, search=True)
 
 
 def _check_settings(spec: SearchSpec) -> None:
@@ -148,13 +173,13 @@ def _check_mine_sources(spec: SearchSpec) -> tuple[Any, int]:
     return load_sources(list(spec.sources))[0].arch, 3
 
 
-def _check_source(spec: SearchSpec) -> tuple[Any, int]:
-    """(the source's architecture, critic blocks) of a single-source search."""
+def _check_source(spec: SearchSpec) -> tuple[Source, Any]:
+    """The source (nets) and its checkpoint of a single-source search."""
     src, ckpt = load_source(spec.sources[0])
     if S.build_method(spec.method) in catalog.NEEDS_CRITIC and src.critic is None:
         raise UserError(f"{ckpt.path} holds no critic weights, which --method {spec.method} starts from: "
                         "use a checkpoint written by `ganlode pretrain`")
-    return ckpt.arch, critic_blocks(src)
+    return src, ckpt
 
 
 def critic_blocks(src: Source) -> int:

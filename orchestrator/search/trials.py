@@ -35,14 +35,14 @@ from ...methods import catalog, options as method_options, registry
 from ...methods.base import Adapter, Source, TransferOptions
 from ..artifacts.sampling import generator_sampler
 from ..data.imageset import ImageSet
-from ..data.spec import load_target
+from ..data.convert import Conversion
 from ..errors import UserError
 from ..evaluation import protocol
 from ..evaluation.classifier import perceptual_features
 from ..pipelines.mine import mine_config, run_mine
 from ..pipelines.sources import load_source
 from . import space as S
-from .spec import REPORTED, SearchSpec, critic_blocks, trial_run_dir
+from .spec import REPORTED, SearchSpec, critic_blocks, target_for, trial_run_dir
 from .state import load_trial_state, read_meta, save_trial_state, write_meta
 
 
@@ -53,7 +53,8 @@ class TrialSetup:
     options: TransferOptions  # resolved
     source: Source
     checkpoint: Any  # the source's loaded checkpoint (path, config, arch)
-    target: ImageSet
+    target: ImageSet  # in the source's shape (converted when ``conversion`` is set)
+    conversion: Conversion | None = None  # --convert-target: how the target and its references are converted
 
 
 def build_trial(spec: SearchSpec, config: dict[str, Any]) -> TrialSetup:
@@ -62,10 +63,10 @@ def build_trial(spec: SearchSpec, config: dict[str, Any]) -> TrialSetup:
     space = S.parse_space(spec.space, spec.method, critic_blocks=critic_blocks(src), steps=spec.steps)
     method = S.build_method(spec.method)
     options = method_options.resolve(method, space.options(config), src, spec.steps)
-    target = load_target(spec.target, seed=spec.seed)
+    target, conversion = target_for(spec, ckpt.arch)
     adapter = registry.build(method, src, target.images, options, seed=spec.seed,
                       feature_fn=perceptual_features() if method in catalog.LATENT else None)
-    return TrialSetup(adapter, method, options, src, ckpt, target)
+    return TrialSetup(adapter, method, options, src, ckpt, target, conversion)
 
 
 def _trace(hooks: dict[str, Any] | None, trial_id: str, start: int) -> None:
@@ -96,7 +97,8 @@ def transfer_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str
     trial_id = tune.get_context().get_trial_id()
     setup = build_trial(s, config)
     adapter = setup.adapter
-    ref = protocol.reference(s.target, n=s.val_n, split=protocol.SELECTION_SPLIT)  # never the test split
+    ref = protocol.reference(s.target, n=s.val_n, split=protocol.SELECTION_SPLIT,  # never the test split
+                             convert=setup.conversion)
     start, history, earlier_s = 0, [], 0.0
     restored = tune.get_checkpoint()
     if restored is not None:
@@ -241,5 +243,5 @@ def mine_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str, An
     result = run_mine(list(s.sources), s.target, run_dir, cfg, seed=s.seed, checkpoint_every=s.eval_every,
                       resume=True, in_process=not on_actors, threads=None if on_actors else threads,
                       eval_every=s.eval_every, on_eval=on_eval, eval_n=s.val_n, show_progress=False,
-                      placement_group=placement_group)
+                      placement_group=placement_group, convert_target=s.convert_target)
     report(s.steps, result.val_metrics)  # trials are compared on validation; test is for the exported best
