@@ -1,4 +1,4 @@
-"""`ganlode demo --quick` with an even smaller budget: the report is whole and says what ran."""
+"""`ganlode demo --quick` with an even smaller budget: the report is whole and tells the story in order."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import base64
 import json
 import re
 
-from ganlode.orchestrator.cli.main import main
-from ganlode.orchestrator.pipelines.demo import BASELINES
 from ganlode.orchestrator.artifacts.rundir import RunDir
+from ganlode.orchestrator.cli.main import main
+from ganlode.orchestrator.pipelines.demo import TARGET
 
-TINY = ["--mining-steps", "3", "--finetune-steps", "1", "--transfer-steps", "3", "--eval-every", "0", "--no-progress"]
+TINY = ["--mining-steps", "3", "--finetune-steps", "1", "--eval-every", "0", "--no-progress"]
+DIGITS, ZEBRAS = "zoo:digits-0to4", "zoo:animals-5to9"
 
 
 def test_demo_quick_writes_a_complete_report(ray_cluster, tmp_path, capsys):
@@ -26,21 +27,24 @@ def test_demo_quick_writes_a_complete_report(ray_cluster, tmp_path, capsys):
     for ref in refs:
         assert ref.startswith("data:image/png;base64,"), ref[:60]
         assert base64.b64decode(ref.split(",", 1)[1]).startswith(b"\x89PNG")
-    # a results row per method: the four baselines and the multi-source run
-    rows = re.findall(r"<tr><td>([^<]+)</td>", page)
-    assert sorted(rows) == sorted([*BASELINES, "minegan (4 sources)"])
-    # the selector's shares plot exists, against the true shares
-    assert "alt='shares'" in page
-    # the shares sampling uses (coverage, estimated before mining) are printed, tabled, and near the truth
-    assert "mined shares (coverage)" in printed and "Sampling uses the <b>coverage</b> shares" in page
+    # 1. recommend weighed the whole zoo (8 gray 28x28 sources) and picked the two that make the target
+    rec = json.loads(open(run.file("recommend.json")).read())
+    assert rec["target"] == TARGET and len(rec["candidates"]) == 8 and rec["probe_steps"] == 0
+    assert rec["recommendation"]["kind"] == "mine" and rec["recommendation"]["sources"] == [ZEBRAS, DIGITS]
+    assert "Which sources to start from" in page and f"recommended: {ZEBRAS} + {DIGITS}" in printed
+    # 2. the recommended set was mined, routed, with the coverage shares near the truth
     doc = json.loads(open(run.file("shares.json")).read())
-    assert doc["routed"] and doc["kept"] == ["zoo:digits-0to4", "zoo:animals-5to9"]
+    assert doc["routed"] and doc["sources"] == [ZEBRAS, DIGITS] and doc["kept"] == [ZEBRAS, DIGITS]
     assert doc["max_error"]["coverage"] <= 0.05
-    assert run.read_config()["true_shares"] == {
-        "zoo:digits-0to4": 0.3, "zoo:digits-5to9": 0.0, "zoo:animals-0to4": 0.0, "zoo:animals-5to9": 0.7}
-    # sample grids per method beside real target images
-    for name in (*BASELINES, "target-mining", "target-baselines", "mine-mixed"):
+    assert run.read_config()["true_shares"] == {ZEBRAS: 0.7, DIGITS: 0.3}
+    assert "mined shares (coverage)" in printed and "Sampling uses the <b>coverage</b> shares" in page
+    # 3. a results row per run, every one on the same target: the mined set and the top single source
+    rows = re.findall(r"<tr><td>([^<]+)</td>", page)
+    mined = "minegan (2 sources: animals-5to9 + digits-0to4)"
+    assert mined in rows and "finetune from animals-5to9" in rows
+    targets = {r["target"] for r in run.read_metrics().to_pylist()}
+    assert targets == {TARGET}
+    # sample grids per run beside real target images; the mined grids are named after their sources
+    for name in ("target", "mine-mixed", "finetune-from-animals-5to9"):
         assert f"alt='{name}'" in page, name
-    # the mined sources' grids are named after the sources routing kept, in the mined model's order
-    assert "mined from zoo:digits-0to4" in page and "mined from zoo:animals-5to9" in page
-    assert "mined from zoo:digits-5to9" not in page and "fixed at the coverage estimate" in page
+    assert f"mined from {DIGITS}" in page and f"mined from {ZEBRAS}" in page and "fixed at the coverage estimate" in page

@@ -320,10 +320,11 @@ def test_demo_json_carries_the_summary_table(monkeypatch, tmp_path, capsys):
     rows = [{"method": "minegan (4 sources)", "target": "T", "fid": 12.25, "kmmd": 0.125, "mv": 0.5, "shares": "0.30 0.70"},
             {"method": "finetune", "target": "U", "fid": 30.5, "kmmd": 0.25, "mv": 0.75, "shares": ""}]
 
-    def fake(out, budget, *, seed=0, show_progress=True, methods=(), force_unlock=False):
+    def fake(out, budget, *, seed=0, show_progress=True, force_unlock=False):
         print("progress on stdout")
         return {"rows": rows, "report": f"{out}/report.html", "wall_s": 3.0, "true_shares": {"a": 0.3, "b": 0.7},
-                "shares": {"a": 0.31, "b": 0.69}, "selector": "coverage"}
+                "shares": {"a": 0.31, "b": 0.69}, "selector": "coverage",
+                "recommendation": {"kind": "mine", "sources": ["a", "b"], "reason": "the target splits"}}
 
     monkeypatch.setattr(demo, "run_demo", fake)
     out = str(tmp_path / "demo")
@@ -333,6 +334,7 @@ def test_demo_json_carries_the_summary_table(monkeypatch, tmp_path, capsys):
     doc = _json(capsys)
     assert doc["rows"] == rows and doc["true_shares"] == {"a": 0.3, "b": 0.7} and doc["report"] == f"{out}/report.html"
     assert doc["shares"] == {"a": 0.31, "b": 0.69} and doc["selector"] == "coverage"
+    assert doc["recommendation"]["sources"] == ["a", "b"] and "recommended: a + b (the target splits)" in text
     assert "mined shares (coverage), true in brackets: a 0.31 (0.30), b 0.69 (0.70)" in text
     for r in rows:
         assert f"{r['fid']:.2f}" in text and f"{r['kmmd']:.4f}" in text

@@ -10,24 +10,25 @@ from .output import emit_json, stdout_to_stderr, unlock_kwargs
 
 EPILOG = """\
 examples:
-  ganlode demo                     the full demo (about 5 minutes on 2 CPU cores)
-  ganlode demo --quick             smaller budgets, about 2.5 minutes
+  ganlode demo                     the full demo (about 7 minutes on 2 CPU cores)
+  ganlode demo --quick             smaller budgets and no probe, under 2 minutes
   ganlode demo --out s3://bucket/demo
   ganlode demo --quick --json --out demo-q   the summary as one JSON object (progress on stderr)
 """
-BUDGET_FLAGS = ("mining_steps", "finetune_steps", "transfer_steps", "eval_every")  # fields of pipelines.demo.Budget
+BUDGET_FLAGS = ("mining_steps", "finetune_steps", "probe_steps", "eval_every")  # fields of pipelines.demo.Budget
 
 
 @click.command("demo", cls=Command, epilog=EPILOG,
-               short_help="the main job: multi-source mining + baselines, with a report",
-               help="Mine the four zoo sources for a digit-3/zebra target with known shares on a local Ray cluster, "
-                    "run single-source baselines on a held-out digit, evaluate all of it and write report.html.")
+               short_help="the main job: recommend sources, mine them, compare with single sources; a report",
+               help="For a digit-3/zebra target with known shares, on a local Ray cluster: rank every zoo source "
+                    "(ganlode recommend), mine the recommended set with shares shown against the truth, fine-tune "
+                    "single sources on the same target at the same budget, evaluate all of it and write report.html.")
 @options.out("run directory (local or s3://; default ./ganlode-demo)", default="ganlode-demo", metavar="DIR")
-@click.option("--quick", is_flag=True, help="smaller budgets: about 2.5 minutes on 2 CPU cores")
+@click.option("--quick", is_flag=True, help="smaller budgets, no probe, one baseline: under 2 minutes on 2 CPU cores")
 @options.seed()
 @click.option("--mining-steps", type=int, default=None, help="override the budget's mining steps")
 @click.option("--finetune-steps", type=int, default=None, help="override the budget's fine-tuning steps")
-@click.option("--transfer-steps", type=int, default=None, help="override the baselines' steps")
+@click.option("--probe-steps", type=int, default=None, help="override recommend's probe steps per candidate (0: none)")
 @options.eval_every("override the budget's evaluation interval")
 @options.no_progress()
 @options.json_output()
@@ -45,9 +46,12 @@ def command(out: str, quick: bool, seed: int, no_progress: bool, as_json: bool, 
     if as_json:
         emit_json({"command": "demo", "out": out, "budget": dataclasses.asdict(budget), "seed": seed, "split": "test",
                    "rows": result["rows"], "true_shares": result["true_shares"], "shares": result["shares"],
-                   "selector": result["selector"], "wall_s": result["wall_s"],
+                   "selector": result["selector"], "recommendation": result["recommendation"],
+                   "wall_s": result["wall_s"],
                    "report": result["report"]})
         return 0
+    rec = result["recommendation"]
+    print(f"recommended: {' + '.join(rec['sources'])} ({rec['reason']})")
     print(summary_table(result["rows"]))
     true = result["true_shares"] or {}
     print(f"mined shares ({result['selector']}), true in brackets: " + ", ".join(

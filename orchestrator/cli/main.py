@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "sample",
     "transfer",
     "mine",
+    "recommend",
     "tune",
     "eval",
     "report",

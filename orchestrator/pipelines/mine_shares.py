@@ -51,18 +51,31 @@ def _samples(generator: torch.nn.Module, n: int, latent_dim: int, gen: torch.Gen
     return torch.cat(out).clamp(-1, 1)
 
 
+def source_features(generator: torch.nn.Module, index: int, *, feature_kind: str, seed: int,
+                    n: int = COVERAGE_SAMPLES) -> torch.Tensor:
+    """Evaluation features of ``n`` unmined samples of the ``index``-th source (its own draw stream)."""
+    return extractor(feature_kind)(_samples(generator, n, generator.latent_dim, seeding.generator(seed, "coverage", index)))
+
+
+def coverage_from_features(feats: Sequence[torch.Tensor], target_feats: torch.Tensor, *, seed: int, min_share: float,
+                           min_gain: float) -> tuple[Coverage, Estimate]:
+    """The ``coverage`` estimate from each source's sample features and the target's features."""
+    clf = fit_source_classifier(list(feats), seed=seeding.derive(seed, "coverage", "split"))
+    cov = coverage(clf, target_feats, min_share=min_share, min_gain=min_gain)
+    details = {"accuracy": round(cov.accuracy, 4), "min_share": min_share, "min_gain": min_gain,
+               "samples_per_source": len(feats[0]),
+               "dropped": [i for i, p in enumerate(cov.shares.tolist()) if p == 0.0],
+               "bbse": None if cov.bbse is None else [round(float(p), 6) for p in cov.bbse]}
+    return cov, Estimate([float(p) for p in cov.shares], details)
+
+
 def source_coverage(generators: Sequence[torch.nn.Module], target_images: torch.Tensor, *, feature_kind: str,
                     seed: int, min_share: float, min_gain: float,
                     n: int = COVERAGE_SAMPLES) -> tuple[Coverage, Estimate]:
     """The ``coverage`` estimate from the unmined ``generators`` (each with ``latent_dim``)."""
-    ex = extractor(feature_kind)
-    feats = [ex(_samples(g, n, g.latent_dim, seeding.generator(seed, "coverage", i))) for i, g in enumerate(generators)]
-    clf = fit_source_classifier(feats, seed=seeding.derive(seed, "coverage", "split"))
-    cov = coverage(clf, ex(target_images), min_share=min_share, min_gain=min_gain)
-    details = {"accuracy": round(cov.accuracy, 4), "min_share": min_share, "min_gain": min_gain, "samples_per_source": n,
-               "dropped": [i for i, p in enumerate(cov.shares.tolist()) if p == 0.0],
-               "bbse": None if cov.bbse is None else [round(float(p), 6) for p in cov.bbse]}
-    return cov, Estimate([float(p) for p in cov.shares], details)
+    feats = [source_features(g, i, feature_kind=feature_kind, seed=seed, n=n) for i, g in enumerate(generators)]
+    return coverage_from_features(feats, extractor(feature_kind)(target_images), seed=seed, min_share=min_share,
+                                  min_gain=min_gain)
 
 
 def routes(cov: Coverage, target_images: torch.Tensor) -> tuple[list[int], list[torch.Tensor], list[float]]:

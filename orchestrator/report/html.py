@@ -5,7 +5,9 @@ It reads only what a run directory holds (see :mod:`ganlode.orchestrator.artifac
 - ``metrics.parquet``: the results table (each method's final model, and a transfer's
   best-by-validation model, on the test split) and FID/KMMD over steps (validation split);
 - ``samples/*.png``: a sample grid per method, beside ``samples/target.png`` (real images);
-- ``shares.parquet`` (mined runs): the selector's shares over time against ``true_shares``.
+- ``shares.parquet`` (mined runs): the selector's shares over time against ``true_shares``;
+- ``recommend.json`` (the demo, or a run written beside `ganlode recommend`'s output): the
+  ranked candidates and the recommendation.
 Nothing else in the run directory is touched; the page is written atomically, under the run's
 lock (``RUN/.ganlode-lock``): a report of a run that another process is writing is refused.
 """
@@ -19,7 +21,7 @@ import re
 from typing import Any
 
 from .. import storage
-from ..artifacts.rundir import METRICS_FILE, REPORT_FILE, SHARES_FILE, SHARES_JSON, RunDir, command_line
+from ..artifacts.rundir import METRICS_FILE, RECOMMEND_JSON, REPORT_FILE, SHARES_FILE, SHARES_JSON, RunDir, command_line
 from ..errors import UserError
 from .plots import curves_png, shares_png
 
@@ -57,7 +59,34 @@ def load_inputs(run: RunDir) -> dict[str, Any]:
         if storage.exists(shares_path) else []
     samples = {name[:-4]: run.read_sample(name) for name in run.sample_names()}
     estimates = storage.read_json(run.file(SHARES_JSON)) if storage.exists(run.file(SHARES_JSON)) else None
-    return {"config": config, "metrics": metrics, "shares": shares, "samples": samples, "estimates": estimates}
+    recommendation = storage.read_json(run.file(RECOMMEND_JSON)) if storage.exists(run.file(RECOMMEND_JSON)) else None
+    return {"config": config, "metrics": metrics, "shares": shares, "samples": samples, "estimates": estimates,
+            "recommendation": recommendation}
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def recommend_html(doc: dict[str, Any]) -> str:
+    """recommend.json as a table: the ranked candidates (validation split) and the recommendation."""
+    probe = bool(doc.get("probe_steps"))
+    head = "<tr><th>rank</th><th>source</th><th>coverage</th><th>FID</th><th>KMMD</th>" + (
+        f"<th>FID after a {int(doc['probe_steps'])}-step probe</th><th>probe s</th>" if probe else "") + "</tr>"
+    rows = ["<table>", head]
+    for c in doc["candidates"]:
+        cls = " class='best'" if c.get("recommended") else ""
+        cells = (f"<td>{c['rank']}</td><td style='text-align:left'{cls}>{html.escape(c['source'])}</td>"
+                 f"<td{cls}>{c['coverage']:.2f}</td><td>{_num(c['fid'], '.1f')}</td><td>{_num(c['kmmd'], '.4f')}</td>")
+        if probe:
+            cells += f"<td>{_num(c.get('probe_fid'), '.1f')}</td><td>{_num(c.get('probe_s'), '.1f')}</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    rows.append("</table>")
+    r = doc["recommendation"]
+    what = ("mine " + " + ".join(f"{html.escape(s)} ({p:.2f})" for s, p in zip(r["sources"], r["shares"]))
+            if r["kind"] == "mine" else f"start from {html.escape(r['sources'][0])}")
+    return ("".join(rows) + f"<p class='sub'>Every figure on the validation split ({doc.get('n_val', '?')} images) of "
+            f"<code>{html.escape(str(doc['target']))}</code>. Recommendation: <b>{what}</b>: {html.escape(r['reason'])}.</p>")
 
 
 def shares_html(doc: dict[str, Any]) -> str:
@@ -140,6 +169,8 @@ def render(inputs: dict[str, Any], title: str) -> str:
              f"<p class='sub'>target <code>{html.escape(str(config.get('target', '?')))}</code> · "
              f"evaluation: {html.escape(str(config.get('features', 'classifier')))} features; the table is on the "
              "test split, the curves on the validation split (model selection)</p>"]
+    if inputs.get("recommendation"):
+        parts.append("<h2>Which sources to start from</h2>" + recommend_html(inputs["recommendation"]))
     show_target = len(set(targets_of.values())) > 1
     parts.append("<h2>Results</h2><table><tr><th>method</th>" + ("<th>target</th>" if show_target else "")
                  + "".join(f"<th>{c.upper()}</th>" for c in cols) + "</tr>")
