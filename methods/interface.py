@@ -19,7 +19,7 @@ checks for by name and, when missing, either does without or refuses in one line
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -44,6 +44,48 @@ class CriticLike(Protocol):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class ConfigShape:
+    """``resolution`` and ``channels`` of the images a net makes or reads, from its ``cfg``."""
+
+    cfg: Any
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
+
+
+class ConfigGenerator(ConfigShape):
+    """The generator interface's attributes from ``cfg``: ``latent_dim`` is the config's
+    ``LATENT_FIELD``; ``num_classes`` is 0 (an unconditional generator)."""
+
+    LATENT_FIELD = "latent_dim"
+
+    @property
+    def latent_dim(self) -> int:
+        return getattr(self.cfg, self.LATENT_FIELD)
+
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+
+class BlockFeatures:
+    """``features(x)`` of a critic whose ``blocks`` run in sequence: every block's output, lowest first."""
+
+    blocks: Any
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
 
 
 class InterfaceError(ValueError):

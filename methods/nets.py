@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .interface import BlockFeatures, ConfigGenerator, ConfigShape
+
 
 # resolution -> (start grid side, doublings): the generator's plan, which the critic mirrors
 PLANS = {28: (7, 2), 32: (8, 2), 64: (8, 3), 128: (8, 4)}
@@ -54,21 +56,7 @@ class GANConfig:
         return cls(**{k: d[k] for k in ("resolution", "channels", "latent_dim", "g_width", "d_width")})
 
 
-class _ImageShape:
-    """``resolution`` and ``channels`` of the images a net makes or reads, from its config."""
-
-    cfg: GANConfig
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
-
-
-class Generator(_ImageShape, nn.Module):
+class Generator(ConfigGenerator, nn.Module):
     """z (B x latent_dim) -> image (B x C x R x R) in [-1, 1]."""
 
     def __init__(self, cfg: GANConfig):
@@ -86,14 +74,6 @@ class Generator(_ImageShape, nn.Module):
             c_in, c_out = self.top >> i, self.top >> (i + 1)
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
         self.up = nn.Sequential(*layers, nn.Conv2d(self.top >> stages, cfg.channels, 3, 1, 1), nn.Tanh())
-
-    @property
-    def latent_dim(self) -> int:
-        return self.cfg.latent_dim
-
-    @property
-    def num_classes(self) -> int:
-        return 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.up[-1](self.pre_output(z))
@@ -129,7 +109,7 @@ class Generator(_ImageShape, nn.Module):
         return out
 
 
-class Critic(_ImageShape, nn.Module):
+class Critic(BlockFeatures, ConfigShape, nn.Module):
     """image -> score (B,). ``blocks`` are ordered from the input upwards; ``head`` is last."""
 
     def __init__(self, cfg: GANConfig):
@@ -147,14 +127,6 @@ class Critic(_ImageShape, nn.Module):
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every block's output, lowest first."""
-        feats = []
-        for block in self.blocks:
-            x = block(x)
-            feats.append(x)
-        return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

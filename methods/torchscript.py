@@ -33,6 +33,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .interface import ConfigGenerator
+
 GENERATOR_FILE = "generator.ts"
 CRITIC_FILE = "critic.ts"
 CHANNELS = (1, 3)
@@ -172,7 +174,7 @@ def copy_scripted(module: torch.jit.ScriptModule, memo: dict[int, Any] | None = 
     return out
 
 
-class TorchScriptGenerator(nn.Module):
+class TorchScriptGenerator(ConfigGenerator, nn.Module):
     """A scripted generator behind the interface: ``forward(z)`` is the module's, the attributes the config's.
 
     The scripted module is an ordinary trainable submodule (``module.*`` in the state dict), so
@@ -184,21 +186,6 @@ class TorchScriptGenerator(nn.Module):
         self.module = module
         self.cfg = cfg
 
-    @property
-    def latent_dim(self) -> int:
-        return self.cfg.latent_dim
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
-
-    @property
-    def num_classes(self) -> int:
-        return 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.module(z)

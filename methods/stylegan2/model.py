@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..interface import BlockFeatures, ConfigGenerator, ConfigShape
 from .layers import ConstantInput, ConvLayer, EqualLinear, PixelNorm, ResBlock, StyledConv, ToRGB
 
 CONFIG_FIELDS = ("resolution", "channels", "style_dim", "n_mlp", "channel_multiplier", "base_channels", "mapping_lr_mul")
@@ -85,8 +86,10 @@ class StyleGAN2Config:
         return cls(**{k: d[k] for k in CONFIG_FIELDS})
 
 
-class Generator(nn.Module):
+class Generator(ConfigGenerator, nn.Module):
     """z (B x style_dim) -> image (B x C x R x R); same z, same image (the stored noise by default)."""
+
+    LATENT_FIELD = "style_dim"
 
     def __init__(self, cfg: StyleGAN2Config):
         super().__init__()
@@ -114,21 +117,6 @@ class Generator(nn.Module):
 
     # ---- the generator interface (methods/interface.py)
 
-    @property
-    def latent_dim(self) -> int:
-        return self.cfg.style_dim
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
-
-    @property
-    def num_classes(self) -> int:
-        return 0
 
     def forward(self, z: torch.Tensor, input_is_w: bool = False, randomize_noise: bool = False) -> torch.Tensor:
         """G(z) = synthesis(mapping(z)); ``input_is_w``: ``z`` is w already (B x style_dim or B x n_latent x style_dim)."""
@@ -175,7 +163,7 @@ class Generator(nn.Module):
         return image
 
 
-class Discriminator(nn.Module):
+class Discriminator(BlockFeatures, ConfigShape, nn.Module):
     """image (B x C x R x R) -> score (B,); ``blocks`` from the image side, ``features`` their outputs."""
 
     STDDEV_GROUP = 4
@@ -199,22 +187,6 @@ class Discriminator(nn.Module):
     def blocks(self) -> nn.ModuleList:
         """fromRGB, then one residual block per resolution (R -> R/2, ..., 8 -> 4)."""
         return self.convs
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every block's output, lowest first."""
-        feats = []
-        for block in self.convs:
-            x = block(x)
-            feats.append(x)
-        return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.convs:
