@@ -128,3 +128,22 @@ def s3_bucket(s3_endpoint):
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+@pytest.fixture
+def one_line_error(capsys):
+    """``one_line_error(argv, *needles)``: run ``ganlode ARGV``; it must exit 2 with exactly one line on
+    stderr, no traceback, holding every needle. Returns that line."""
+    from ganlode.orchestrator.cli.main import main
+
+    def check(argv, *needles) -> str:
+        rc = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2, err
+        assert len(err) == 1, err
+        for needle in needles:
+            assert needle in err[0], err[0]
+        assert "Traceback" not in err[0]
+        return err[0]
+
+    return check

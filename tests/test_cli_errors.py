@@ -9,7 +9,6 @@ import torch
 
 from ganlode.methods.nets import GANConfig, build_gan
 from ganlode.orchestrator.artifacts import checkpoint
-from ganlode.orchestrator.cli.main import main
 
 ARCH = GANConfig(latent_dim=8, g_width=8, d_width=8)
 
@@ -23,17 +22,6 @@ def ckpt(tmp_path):
     return path
 
 
-def _one_line_error(capsys, argv, *needles):
-    rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], err[0]
-    assert "Traceback" not in err[0]
-    return err[0]
-
-
 @pytest.mark.parametrize("spec,needles", [
     ("nosuchset:1@5", ("unknown dataset", "mnist5k")),
     ("mnist5k:eleven@5", ("eleven", "mnist5k")),
@@ -41,48 +29,48 @@ def _one_line_error(capsys, argv, *needles):
     ("mnist5k:7@400", ("350", "@350")),
     ("./no/such/folder", ("no/such/folder",)),
 ])
-def test_bad_target_specs(spec, needles, capsys, tmp_path):
+def test_bad_target_specs(spec, needles, capsys, tmp_path, one_line_error):
     out = tmp_path / "grid.png"
-    _one_line_error(capsys, ["data", "show", spec, "--out", str(out)], *needles)
+    one_line_error(["data", "show", spec, "--out", str(out)], *needles)
     assert not out.exists()
 
 
-def test_pretrain_bad_data_writes_nothing(capsys, tmp_path):
+def test_pretrain_bad_data_writes_nothing(capsys, tmp_path, one_line_error):
     out = tmp_path / "run"
-    _one_line_error(capsys, ["pretrain", "--data", "mnist5k:7@999", "--out", str(out), "--steps", "1"], "@")
+    one_line_error(["pretrain", "--data", "mnist5k:7@999", "--out", str(out), "--steps", "1"], "@")
     assert not out.exists()
 
 
-def test_truncated_checkpoint(ckpt, capsys, tmp_path):
+def test_truncated_checkpoint(ckpt, capsys, tmp_path, one_line_error):
     w = ckpt / "model.safetensors"
     w.write_bytes(w.read_bytes()[:1000])
-    _one_line_error(capsys, ["sample", str(ckpt), "--out", str(tmp_path / "g.png")], "corrupt or truncated")
+    one_line_error(["sample", str(ckpt), "--out", str(tmp_path / "g.png")], "corrupt or truncated")
     assert not (tmp_path / "g.png").exists()
 
 
-def test_corrupt_checkpoint_config(ckpt, capsys, tmp_path):
+def test_corrupt_checkpoint_config(ckpt, capsys, tmp_path, one_line_error):
     (ckpt / "config.json").write_text("{")
-    _one_line_error(capsys, ["sample", str(ckpt), "--out", str(tmp_path / "g.png")], "not valid JSON")
+    one_line_error(["sample", str(ckpt), "--out", str(tmp_path / "g.png")], "not valid JSON")
 
 
-def test_architecture_mismatch(ckpt, capsys, tmp_path):
+def test_architecture_mismatch(ckpt, capsys, tmp_path, one_line_error):
     cfg = json.loads((ckpt / "config.json").read_text())
     cfg["arch"]["latent_dim"] = 16
     (ckpt / "config.json").write_text(json.dumps(cfg))
-    _one_line_error(capsys, ["sample", str(ckpt), "--out", str(tmp_path / "g.png")], "do not match the architecture")
+    one_line_error(["sample", str(ckpt), "--out", str(tmp_path / "g.png")], "do not match the architecture")
 
 
-def test_missing_checkpoint_path(capsys, tmp_path):
-    _one_line_error(capsys, ["sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png")], "does not exist")
+def test_missing_checkpoint_path(capsys, tmp_path, one_line_error):
+    one_line_error(["sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png")], "does not exist")
 
 
-def test_unknown_zoo_model(capsys, tmp_path):
-    _one_line_error(capsys, ["sample", "zoo:nope", "--out", str(tmp_path / "g.png")], "unknown zoo model", "digits-0to4")
+def test_unknown_zoo_model(capsys, tmp_path, one_line_error):
+    one_line_error(["sample", "zoo:nope", "--out", str(tmp_path / "g.png")], "unknown zoo model", "digits-0to4")
 
 
-def test_usage_errors_are_one_line(capsys):
-    _one_line_error(capsys, ["pretrain", "--data", "mnist5k:1@5"], "--out")
-    _one_line_error(capsys, ["no-such-command"], "invalid choice")
+def test_usage_errors_are_one_line(capsys, one_line_error):
+    one_line_error(["pretrain", "--data", "mnist5k:1@5"], "--out")
+    one_line_error(["no-such-command"], "invalid choice")
 
 
 @pytest.mark.parametrize("argv,needles", [
@@ -98,31 +86,31 @@ def test_usage_errors_are_one_line(capsys):
     (["tune", "--target", "mnist5k:7@25", "--out", "{out}"], ("--source", "--method")),
     (["submit", "--address", "http://127.0.0.1:1"], ("after --",)),
 ])
-def test_click_usage_errors_are_one_line_and_write_nothing(argv, needles, capsys, tmp_path):
+def test_click_usage_errors_are_one_line_and_write_nothing(argv, needles, capsys, tmp_path, one_line_error):
     out = tmp_path / "out"
-    _one_line_error(capsys, [a.replace("{out}", str(out)) for a in argv], *needles)
+    one_line_error([a.replace("{out}", str(out)) for a in argv], *needles)
     assert not out.exists()
 
 
 # ---------------------------------------------------------------- everyday use: folders, configs, seeds, --out
 
 
-def test_eval_of_a_folder_with_no_images(capsys, tmp_path):
+def test_eval_of_a_folder_with_no_images(capsys, tmp_path, one_line_error):
     empty, other = tmp_path / "empty", tmp_path / "other"
     empty.mkdir()
     other.mkdir()
     (other / "notes.txt").write_text("no images here")
-    _one_line_error(capsys, ["eval", str(empty), "--against", str(other)], "holds no images", str(empty))
-    _one_line_error(capsys, ["eval", str(empty), "--target", "mnist5k:7"], "holds no images")
-    _one_line_error(capsys, ["eval", str(empty)], "folder of images", "--against")
+    one_line_error(["eval", str(empty), "--against", str(other)], "holds no images", str(empty))
+    one_line_error(["eval", str(empty), "--target", "mnist5k:7"], "holds no images")
+    one_line_error(["eval", str(empty)], "folder of images", "--against")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "other"] and not list(empty.iterdir())
 
 
 @pytest.mark.parametrize("command", ["transfer", "mine", "tune", "pretrain"])
-def test_a_config_key_that_is_no_option(command, capsys, tmp_path):
+def test_a_config_key_that_is_no_option(command, capsys, tmp_path, one_line_error):
     config = tmp_path / "run.yaml"
     config.write_text("seed: 1\nfreez-depth: 2\n")
-    line = _one_line_error(capsys, [command, "--config", str(config), "--out", str(tmp_path / "out")],
+    line = one_line_error([command, "--config", str(config), "--out", str(tmp_path / "out")],
                            "--config", "unknown option 'freez-depth'")
     assert command != "transfer" or "did you mean 'freeze-depth'" in line
     assert not (tmp_path / "out").exists()
@@ -132,23 +120,23 @@ def test_a_config_key_that_is_no_option(command, capsys, tmp_path):
     ("- a list\n", ("must be a mapping",)),
     ("steps: [oops\n", ("not valid YAML",)),
 ])
-def test_a_config_file_that_is_not_a_mapping(text, needles, capsys, tmp_path):
+def test_a_config_file_that_is_not_a_mapping(text, needles, capsys, tmp_path, one_line_error):
     config = tmp_path / "run.yaml"
     config.write_text(text)
-    _one_line_error(capsys, ["transfer", "--config", str(config), "--out", str(tmp_path / "out")], *needles)
-    _one_line_error(capsys, ["transfer", "--config", str(tmp_path / "none.yaml")], "does not exist")
+    one_line_error(["transfer", "--config", str(config), "--out", str(tmp_path / "out")], *needles)
+    one_line_error(["transfer", "--config", str(tmp_path / "none.yaml")], "does not exist")
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("seeds", ["x", "1-", "3..7", "-2", "7-3", "1,,2", "0.5"])
-def test_seeds_that_are_not_a_range_or_a_list(seeds, ckpt, capsys, tmp_path):
+def test_seeds_that_are_not_a_range_or_a_list(seeds, ckpt, capsys, tmp_path, one_line_error):
     out = tmp_path / "samples"
-    _one_line_error(capsys, ["sample", str(ckpt), "--seeds", seeds, "--out", str(out)], "--seeds")
+    one_line_error(["sample", str(ckpt), "--seeds", seeds, "--out", str(out)], "--seeds")
     assert not out.exists()
 
 
-def test_sample_class_of_an_unconditional_model(ckpt, capsys, tmp_path):
-    _one_line_error(capsys, ["sample", str(ckpt), "--class", "3", "--out", str(tmp_path / "g.png")],
+def test_sample_class_of_an_unconditional_model(ckpt, capsys, tmp_path, one_line_error):
+    one_line_error(["sample", str(ckpt), "--class", "3", "--out", str(tmp_path / "g.png")],
                     "unconditional", "num_classes 0")
     assert not (tmp_path / "g.png").exists()
 
@@ -160,10 +148,10 @@ def test_sample_class_of_an_unconditional_model(ckpt, capsys, tmp_path):
     ["sample", "{ckpt}", "--seeds", "0-2", "--out", "{file}"],
     ["transfer", "--source", "{ckpt}", "--target", "mnist5k:7@5", "--method", "finetune", "--out", "{file}/run"],
 ])
-def test_an_out_whose_parent_is_a_file(argv, ckpt, capsys, tmp_path):
+def test_an_out_whose_parent_is_a_file(argv, ckpt, capsys, tmp_path, one_line_error):
     blocker = tmp_path / "FILE"
     blocker.write_text("a file, not a folder")
     words = [a.replace("{file}", str(blocker)).replace("{ckpt}", str(ckpt)) for a in argv]
-    _one_line_error(capsys, words, "--out", str(blocker), "file")
+    one_line_error(words, "--out", str(blocker), "file")
     assert blocker.read_text() == "a file, not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "ckpt"]

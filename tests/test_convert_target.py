@@ -38,17 +38,6 @@ def rgb_source(tmp_path_factory) -> str:
     return path
 
 
-def _one_line_error(capsys, argv, *needles) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], err[0]
-    assert "Traceback" not in err[0]
-    return err[0]
-
-
 # ---------------------------------------------------------------- closed forms of the conversion
 
 
@@ -85,12 +74,12 @@ def test_halving_a_checkerboard_is_antialiased_to_its_mean():
 
 
 @pytest.mark.parametrize("command", ["transfer", "mine", "tune"])
-def test_a_mismatch_without_the_flag_is_one_line_naming_it(command, rgb_source, tmp_path, capsys):
+def test_a_mismatch_without_the_flag_is_one_line_naming_it(command, rgb_source, tmp_path, capsys, one_line_error):
     out = tmp_path / "out"
     argv = {"transfer": ["transfer", "--source", rgb_source, "--method", "finetune", *FAST],
             "mine": ["mine", "--source", rgb_source, "--source", rgb_source, "--no-progress"],
             "tune": ["tune", "--source", rgb_source, "--method", "finetune", "--trials", "1", "--steps", "2"]}[command]
-    _one_line_error(capsys, [*argv, "--target", GRAY_TARGET, "--out", str(out)],
+    one_line_error([*argv, "--target", GRAY_TARGET, "--out", str(out)],
                     f"target {GRAY_TARGET} holds 1x28x28 images", " 3x32x32: ", FLAG)
     assert not out.exists()
 
@@ -144,9 +133,9 @@ def imported(tmp_path_factory) -> str:
     ("finetune", ("(--distill-weight 0.01)", "search a space that leaves out distill_weight")),  # its low corner
     ("l2sp", ("--l2sp-on", "l2sp_on: g")),
 ])
-def test_tune_refuses_a_search_that_reads_a_scratch_critic(method, needles, imported, tmp_path, capsys):
+def test_tune_refuses_a_search_that_reads_a_scratch_critic(method, needles, imported, tmp_path, capsys, one_line_error):
     out = tmp_path / "search"
-    _one_line_error(capsys, ["tune", "--source", imported, "--target", GRAY_TARGET, FLAG, "--method", method,
+    one_line_error(["tune", "--source", imported, "--target", GRAY_TARGET, FLAG, "--method", method,
                              "--trials", "1", "--steps", "2", "--out", str(out)],
                     "has no source critic", "ganlode import torchscript", *needles)
     assert not out.exists()  # refused before the search was written, so no trial started

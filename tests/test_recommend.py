@@ -81,26 +81,18 @@ def _folder(path, n: int, size: int, channels: int) -> str:
     return str(path)
 
 
-def _one_line_error(capsys, argv, *needles):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], err[0]
-
-
-def test_no_candidate_of_the_targets_size_and_channels(tmp_path, capsys):
+def test_no_candidate_of_the_targets_size_and_channels(tmp_path, capsys, one_line_error):
     target = _folder(tmp_path / "colour48", 8, 48, 3)
-    _one_line_error(capsys, ["recommend", "--target", target, "--out", str(tmp_path / "rec")],
+    one_line_error(["recommend", "--target", target, "--out", str(tmp_path / "rec")],
                     "no zoo model makes 3x48x48 images", "--source")
-    _one_line_error(capsys, ["recommend", "--target", target, "--source", DIGITS, "--out", str(tmp_path / "rec")],
+    one_line_error(["recommend", "--target", target, "--source", DIGITS, "--out", str(tmp_path / "rec")],
                     "3x48x48", f"{DIGITS} (1x28x28)")
     assert not (tmp_path / "rec").exists()
 
 
-def test_a_target_smaller_than_the_probe_needs(tmp_path, capsys):
+def test_a_target_smaller_than_the_probe_needs(tmp_path, capsys, one_line_error):
     target = _folder(tmp_path / "tiny", 6, 28, 1)  # 6 images: 4 to train on, 1 validation image, 1 test image
-    _one_line_error(capsys, ["recommend", "--target", target, "--source", DIGITS, "--out", str(tmp_path / "rec")],
+    one_line_error(["recommend", "--target", target, "--source", DIGITS, "--out", str(tmp_path / "rec")],
                     "1 validation images", f"at least {R.PROBE_MIN_VAL}", "--probe-steps 0")
     assert not (tmp_path / "rec").exists()
 

@@ -53,17 +53,6 @@ def _rosinality_file(path, g: Generator, d: Discriminator | None, *, args: bool 
     torch.save(ckpt, str(path))
 
 
-def _one_line_error(capsys, argv, *needles) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], err[0]
-    assert "Traceback" not in err[0]
-    return err[0]
-
-
 # ---------------------------------------------------------------- closed forms of the layers
 
 
@@ -208,7 +197,7 @@ def test_architecture_is_read_off_the_weights(cfg):
 # ---------------------------------------------------------------- ganlode import stylegan2
 
 
-def test_import_samples_bit_for_bit_what_the_source_does(tmp_path, capsys):
+def test_import_samples_bit_for_bit_what_the_source_does(tmp_path, capsys, one_line_error):
     g, d = _nets()
     src, out = tmp_path / "run.pt", tmp_path / "imported"
     _rosinality_file(src, g, d)
@@ -232,7 +221,7 @@ def test_import_samples_bit_for_bit_what_the_source_does(tmp_path, capsys):
 
     # an existing checkpoint is never overwritten
     before = (out / "model.safetensors").read_bytes()
-    _one_line_error(capsys, ["import", "stylegan2", str(src), "--out", str(out)], "exists already")
+    one_line_error(["import", "stylegan2", str(src), "--out", str(out)], "exists already")
     assert (out / "model.safetensors").read_bytes() == before
 
 
@@ -268,12 +257,12 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("payload,named", [("code", "global exec"), ("instance", "_Plain")])
-def test_a_file_with_another_pickled_object_is_refused_and_nothing_runs(payload, named, tmp_path, capsys):
+def test_a_file_with_another_pickled_object_is_refused_and_nothing_runs(payload, named, tmp_path, capsys, one_line_error):
     g, d = _nets()
     marker = tmp_path / "marker"
     src, out = tmp_path / "evil.pt", tmp_path / "ckpt"
     _rosinality_file(src, g, d, extra=_RunsCode(marker) if payload == "code" else _Plain())
-    line = _one_line_error(capsys, ["import", "stylegan2", str(src), "--out", str(out)], named, "weights_only")
+    line = one_line_error(["import", "stylegan2", str(src), "--out", str(out)], named, "weights_only")
     assert "re-save" in line
     assert not marker.exists() and not out.exists()
     if payload == "code":  # the payload is real: an unrestricted load does run it
@@ -281,35 +270,35 @@ def test_a_file_with_another_pickled_object_is_refused_and_nothing_runs(payload,
         assert marker.read_text() == "ran"
 
 
-def test_weights_that_do_not_match_are_refused_by_name(tmp_path, capsys):
+def test_weights_that_do_not_match_are_refused_by_name(tmp_path, capsys, one_line_error):
     g, d = _nets()
     src, out = tmp_path / "odd.pt", tmp_path / "ckpt"
     gs = {**g.state_dict(), "mystery.weight": torch.zeros(3)}
     ds = {k: v for k, v in d.state_dict().items() if k != "final_linear.1.bias"}
     torch.save({"g_ema": gs, "d": d.state_dict()}, str(src))
-    _one_line_error(capsys, ["import", "stylegan2", str(src), "--out", str(out)], "'g_ema'", "unexpected keys mystery.weight")
+    one_line_error(["import", "stylegan2", str(src), "--out", str(out)], "'g_ema'", "unexpected keys mystery.weight")
     torch.save({"g_ema": g.state_dict(), "d": ds}, str(src))
-    _one_line_error(capsys, ["import", "stylegan2", str(src), "--out", str(out)], "'d'", "missing keys final_linear.1.bias")
+    one_line_error(["import", "stylegan2", str(src), "--out", str(out)], "'d'", "missing keys final_linear.1.bias")
     args = argparse.Namespace(size=32, latent=16, n_mlp=3, channel_multiplier=2)  # args that do not describe the weights
     torch.save({"g_ema": g.state_dict(), "args": args}, str(src))
-    _one_line_error(capsys, ["import", "stylegan2", str(src), "--out", str(out)], "n_mlp 3", "missing keys style.3.bias")
+    one_line_error(["import", "stylegan2", str(src), "--out", str(out)], "n_mlp 3", "missing keys style.3.bias")
     assert not out.exists()
 
 
-def test_missing_corrupt_and_foreign_files(tmp_path, capsys):
+def test_missing_corrupt_and_foreign_files(tmp_path, capsys, one_line_error):
     out = tmp_path / "ckpt"
-    _one_line_error(capsys, ["import", "stylegan2", str(tmp_path / "nope.pt"), "--out", str(out)], "does not exist")
+    one_line_error(["import", "stylegan2", str(tmp_path / "nope.pt"), "--out", str(out)], "does not exist")
     bad = tmp_path / "bad.pt"
     for blob in (b"", b"not a checkpoint\n", bytes(range(256)) * 8):
         bad.write_bytes(blob)
-        _one_line_error(capsys, ["import", "stylegan2", str(bad), "--out", str(out)], "not a readable torch checkpoint")
+        one_line_error(["import", "stylegan2", str(bad), "--out", str(out)], "not a readable torch checkpoint")
     g, d = _nets()
     _rosinality_file(bad, g, d)
     bad.write_bytes(bad.read_bytes()[:4000])  # truncated
-    _one_line_error(capsys, ["import", "stylegan2", str(bad), "--out", str(out)], "not a readable torch checkpoint")
+    one_line_error(["import", "stylegan2", str(bad), "--out", str(out)], "not a readable torch checkpoint")
     torch.save({"state_dict": g.state_dict()}, str(bad))
-    _one_line_error(capsys, ["import", "stylegan2", str(bad), "--out", str(out)], "no 'g_ema'", "state_dict")
+    one_line_error(["import", "stylegan2", str(bad), "--out", str(out)], "no 'g_ema'", "state_dict")
     torch.save({"g_ema": g.state_dict(), "args": argparse.Namespace(arch="swagan", size=32)}, str(bad))
-    _one_line_error(capsys, ["import", "stylegan2", str(bad), "--out", str(out)], "swagan")
-    _one_line_error(capsys, ["import"], "ganlode import stylegan2")
+    one_line_error(["import", "stylegan2", str(bad), "--out", str(out)], "swagan")
+    one_line_error(["import"], "ganlode import stylegan2")
     assert not out.exists()

@@ -121,17 +121,6 @@ def imported(files):
     return out
 
 
-def _one_line_error(capsys, argv, *needles) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], err[0]
-    assert "Traceback" not in err[0]
-    return err[0]
-
-
 def _z(n: int = 4, seed: int = 5) -> torch.Tensor:
     return torch.randn(n, LATENT, generator=torch.Generator().manual_seed(seed))
 
@@ -139,7 +128,7 @@ def _z(n: int = 4, seed: int = 5) -> torch.Tensor:
 # ---------------------------------------------------------------- the import
 
 
-def test_the_checkpoint_samples_bit_for_bit_what_the_module_does(files, imported, tmp_path, capsys):
+def test_the_checkpoint_samples_bit_for_bit_what_the_module_does(files, imported, tmp_path, capsys, one_line_error):
     ckpt = load_checkpoint(str(imported))
     z = _z()
     with torch.no_grad():
@@ -171,7 +160,7 @@ def test_the_checkpoint_samples_bit_for_bit_what_the_module_does(files, imported
     assert (again / "model.safetensors").read_bytes() == (imported / "model.safetensors").read_bytes()
 
     # an existing checkpoint is never overwritten
-    _one_line_error(capsys, ["import", "torchscript", str(files["g"]), "--out", str(again)], "exists already")
+    one_line_error(["import", "torchscript", str(files["g"]), "--out", str(again)], "exists already")
     assert (again / "model.safetensors").read_bytes() == (imported / "model.safetensors").read_bytes()
 
 
@@ -225,21 +214,21 @@ def test_outputs_far_outside_the_image_range_are_warned_about(files, tmp_path, c
 # ---------------------------------------------------------------- refusals at import
 
 
-def test_undeclared_contradicted_or_wrong_sizes_are_refused(files, tmp_path, capsys):
+def test_undeclared_contradicted_or_wrong_sizes_are_refused(files, tmp_path, capsys, one_line_error):
     out = tmp_path / "ckpt"
     traced, scripted = str(files["traced_path"]), str(files["g"])
     imp = ["import", "torchscript"]
-    _one_line_error(capsys, [*imp, traced, "--out", str(out)],
+    one_line_error([*imp, traced, "--out", str(out)],
                     "no int attribute latent_dim, resolution, channels", "--latent-dim and --resolution and --channels")
-    _one_line_error(capsys, [*imp, traced, "--latent-dim", "8", "--channels", "3", "--out", str(out)],
+    one_line_error([*imp, traced, "--latent-dim", "8", "--channels", "3", "--out", str(out)],
                     "no int attribute resolution", "pass --resolution")
-    _one_line_error(capsys, [*imp, scripted, "--resolution", "64", "--out", str(out)],
+    one_line_error([*imp, scripted, "--resolution", "64", "--out", str(out)],
                     "resolution 32 but --resolution 64")
-    _one_line_error(capsys, [*imp, traced, "--latent-dim", "8", "--resolution", "64", "--channels", "3",
+    one_line_error([*imp, traced, "--latent-dim", "8", "--resolution", "64", "--channels", "3",
                              "--out", str(out)], "shape (2, 3, 32, 32)", "declare (2, 3, 64, 64)", "--resolution")
-    _one_line_error(capsys, [*imp, traced, "--latent-dim", "8", "--resolution", "32", "--channels", "2",
+    one_line_error([*imp, traced, "--latent-dim", "8", "--resolution", "32", "--channels", "2",
                              "--out", str(out)], "channels must be 1 or 3")
-    _one_line_error(capsys, [*imp, traced, "--latent-dim", "5", "--resolution", "32", "--channels", "3",
+    one_line_error([*imp, traced, "--latent-dim", "5", "--resolution", "32", "--channels", "3",
                              "--out", str(out)], "fails on a batch of 2 latents of size 5")
     assert not out.exists()
 
@@ -254,27 +243,27 @@ class _RunsCode:
         return exec, (f"open({self.marker!r}, 'w').write('ran')",)
 
 
-def test_files_that_are_not_torchscript_are_refused_unread(files, tmp_path, capsys):
+def test_files_that_are_not_torchscript_are_refused_unread(files, tmp_path, capsys, one_line_error):
     out = tmp_path / "ckpt"
     imp = ["import", "torchscript"]
-    _one_line_error(capsys, [*imp, str(tmp_path / "nope.ts"), "--out", str(out)], "does not exist")
+    one_line_error([*imp, str(tmp_path / "nope.ts"), "--out", str(out)], "does not exist")
     bad = tmp_path / "bad.ts"
     bad.write_bytes(b"not a module\n")
-    _one_line_error(capsys, [*imp, str(bad), "--out", str(out)], "not a TorchScript module", "not a zip",
+    one_line_error([*imp, str(bad), "--out", str(out)], "not a TorchScript module", "not a zip",
                     "torch.jit.save")
     torch.save(TinyGenerator().state_dict(), str(bad))
-    _one_line_error(capsys, [*imp, str(bad), "--out", str(out)], "torch.save checkpoint", "never loaded")
+    one_line_error([*imp, str(bad), "--out", str(out)], "torch.save checkpoint", "never loaded")
     marker = tmp_path / "marker"
     torch.save({"g": TinyGenerator().state_dict(), "payload": _RunsCode(marker)}, str(bad))
-    _one_line_error(capsys, [*imp, str(bad), "--out", str(out)], "torch.save checkpoint")
+    one_line_error([*imp, str(bad), "--out", str(out)], "torch.save checkpoint")
     assert not marker.exists()
     torch.load(str(bad), weights_only=False)  # the payload is real: an unrestricted load does run it
     assert marker.read_text() == "ran"
     truncated = files["g"].read_bytes()
     bad.write_bytes(truncated[: len(truncated) // 2])
-    _one_line_error(capsys, [*imp, str(bad), "--out", str(out)], "not a TorchScript module")
+    one_line_error([*imp, str(bad), "--out", str(out)], "not a TorchScript module")
     assert archive_problem(files["g"].read_bytes()) is None
-    _one_line_error(capsys, ["import"], "ganlode import torchscript")
+    one_line_error(["import"], "ganlode import torchscript")
     assert not out.exists()
 
 
@@ -322,9 +311,9 @@ def test_minegan_mines_in_front_of_the_frozen_module(files, imported, tmp_path):
     ("adabn", [], ("no BatchNorm layer",)),
     ("bsa", [], ("no BatchNorm layer",)),
 ])
-def test_methods_it_cannot_serve_refuse_in_one_line(method, extra, needles, files, imported, tmp_path, capsys):
+def test_methods_it_cannot_serve_refuse_in_one_line(method, extra, needles, files, imported, tmp_path, capsys, one_line_error):
     run = tmp_path / "run"
-    _one_line_error(capsys, ["transfer", "--source", str(imported), "--target", files["target"], "--method", method,
+    one_line_error(["transfer", "--source", str(imported), "--target", files["target"], "--method", method,
                              "--out", str(run), "--steps", "1", *extra], f"--method {method}", *needles)
     assert not run.exists()
 
@@ -332,7 +321,7 @@ def test_methods_it_cannot_serve_refuse_in_one_line(method, extra, needles, file
 # ---------------------------------------------------------------- a scripted critic
 
 
-def test_a_scripted_critic_is_the_source_critic_freezed_keeps_its_blocks(files, tmp_path, capsys):
+def test_a_scripted_critic_is_the_source_critic_freezed_keeps_its_blocks(files, tmp_path, capsys, one_line_error):
     out = tmp_path / "with-critic"
     assert main(["import", "torchscript", str(files["g"]), "--critic", str(files["d"]), "--out", str(out)]) == 0
     assert "as the critic" in capsys.readouterr().out
@@ -358,7 +347,7 @@ def test_a_scripted_critic_is_the_source_critic_freezed_keeps_its_blocks(files, 
 
     lacking = tmp_path / "scores-only.ts"
     torch.jit.save(torch.jit.script(ScoresOnly()), str(lacking))
-    _one_line_error(capsys, ["import", "torchscript", str(files["g"]), "--critic", str(lacking), "--out",
+    one_line_error(["import", "torchscript", str(files["g"]), "--critic", str(lacking), "--out",
                              str(tmp_path / "x")], "has no `blocks`", "FreezeD")
     assert not (tmp_path / "x").exists()
 
@@ -366,7 +355,7 @@ def test_a_scripted_critic_is_the_source_critic_freezed_keeps_its_blocks(files, 
 # ---------------------------------------------------------------- multi-source mining
 
 
-def test_multi_source_mining_takes_imported_sources(files, imported, tmp_path, capsys):
+def test_multi_source_mining_takes_imported_sources(files, imported, tmp_path, capsys, one_line_error):
     second = tmp_path / "traced"
     assert main(["import", "torchscript", str(files["traced_path"]), "--latent-dim", "8", "--resolution", "32",
                  "--channels", "3", "--out", str(second)]) == 0
@@ -383,21 +372,21 @@ def test_multi_source_mining_takes_imported_sources(files, imported, tmp_path, c
     # the mined checkpoint rebuilds each scripted source from the generator.ts of the checkpoint it names
     second.rename(tmp_path / "moved")
     capsys.readouterr()
-    _one_line_error(capsys, ["sample", str(run), "--n", "4", "--out", str(tmp_path / "again.png")],
+    one_line_error(["sample", str(run), "--n", "4", "--out", str(tmp_path / "again.png")],
                     "source 1", "which is gone")
 
 
 # ---------------------------------------------------------------- the checkpoint's files
 
 
-def test_a_checkpoint_whose_module_is_missing_or_swapped_is_refused(files, imported, tmp_path, capsys):
+def test_a_checkpoint_whose_module_is_missing_or_swapped_is_refused(files, imported, tmp_path, capsys, one_line_error):
     broken = tmp_path / "broken"
     shutil.copytree(imported, broken)
     (broken / "generator.ts").write_bytes(files["traced_path"].read_bytes())
-    _one_line_error(capsys, ["sample", str(broken), "--out", str(tmp_path / "a.png")], "generator.ts",
+    one_line_error(["sample", str(broken), "--out", str(tmp_path / "a.png")], "generator.ts",
                     "sha256 differs", "different models")
     (broken / "generator.ts").unlink()
-    _one_line_error(capsys, ["sample", str(broken), "--out", str(tmp_path / "a.png")], "lacks generator.ts",
+    one_line_error(["sample", str(broken), "--out", str(tmp_path / "a.png")], "lacks generator.ts",
                     "incomplete")
 
 
