@@ -61,6 +61,10 @@ examples:
 """
 
 
+CKPT_OUT = options.out("the checkpoint directory to create (local or s3://); an existing one is refused", required=True,
+                       metavar="CKPT")
+
+
 @click.group("import", cls=Group, invoke_without_command=True, epilog=EPILOG,
              short_help="bring in a GAN trained elsewhere (StyleGAN2, TorchScript) as a checkpoint",
              help="Bring in a GAN trained elsewhere as a ganlode checkpoint, read without running Python from the file.")
@@ -76,8 +80,7 @@ def command(ctx: click.Context) -> None:
                  help="Import FILE, a checkpoint of rosinality's stylegan2-pytorch (local or s3://), as the checkpoint "
                       "directory CKPT.")
 @click.argument("source", metavar="FILE")
-@options.out("the checkpoint directory to create (local or s3://); an existing one is refused", required=True,
-             metavar="CKPT")
+@CKPT_OUT
 @options.json_output()
 def stylegan2(source: str, out: str, as_json: bool) -> int:
     import shlex
@@ -104,8 +107,7 @@ def stylegan2(source: str, out: str, as_json: bool) -> int:
                  help="Import FILE, a generator saved with torch.jit.save (local or s3://), as the checkpoint directory "
                       "CKPT.")
 @click.argument("source", metavar="FILE")
-@options.out("the checkpoint directory to create (local or s3://); an existing one is refused", required=True,
-             metavar="CKPT")
+@CKPT_OUT
 @click.option("--latent-dim", type=int, default=None, metavar="N",
               help="the latent size, when the module has no int attribute latent_dim")
 @click.option("--resolution", type=int, default=None, metavar="PX",

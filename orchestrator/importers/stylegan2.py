@@ -33,6 +33,7 @@ from ..artifacts.rundir import command_line
 from ..errors import UserError
 from ...methods import architectures
 from ...methods.stylegan2 import StyleGAN2Config, build_stylegan2
+from .common import check_new_out
 
 SOURCE_FORMAT = "rosinality/stylegan2-pytorch"
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
@@ -195,9 +196,7 @@ def import_stylegan2(path: str, out: str, command: str | None = None) -> Importe
     Returns:
         what was written. Every refusal is a one-line :class:`UserError`, with nothing written.
     """
-    if storage.exists(out):
-        raise UserError(f"--out {out} exists already: pass a new checkpoint directory (nothing is overwritten)")
-    storage.check_writable(out)
+    check_new_out(out)
     raw = storage.read_bytes(path)
     sha256 = hashlib.sha256(raw).hexdigest()
     obj = load_safely(raw, path)

@@ -35,6 +35,7 @@ from ...methods.seeding import seeded_init
 from ...methods.stylegan2 import StyleGAN2Config
 from ...methods.torchscript import (ArchiveError, TorchScriptConfig, check_shape, critic_problem, error_line, load_archive,
                                     sha256)
+from .common import check_new_out
 
 SOURCE_FORMAT = "torchscript"
 ATTRIBUTES = ("latent_dim", "resolution", "channels")
@@ -197,9 +198,7 @@ def import_torchscript(path: str, out: str, *, latent_dim: int | None = None, re
     Returns:
         what was written. Every refusal is a one-line :class:`UserError`, with nothing written.
     """
-    if storage.exists(out):
-        raise UserError(f"--out {out} exists already: pass a new checkpoint directory (nothing is overwritten)")
-    storage.check_writable(out)
+    check_new_out(out)
     raw, module = read_module(path, "")
     values, origins = declared_shape(module, {"latent_dim": latent_dim, "resolution": resolution,
                                               "channels": channels}, path)
