@@ -43,6 +43,7 @@ class TransferOptions:
     l2sp_on: str | None = None
     distill_weight: float | None = None
     mining_steps: int | None = None
+    mine_space: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -16,6 +16,8 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "ns-r1": {"n_critic": 1, "beta1": 0.5, "beta2": 0.99},
 }
 L2SP_ON = ("g", "d", "both")
+MINE_SPACES = ("z", "w")  # MineGAN's miner outputs z (any architecture) or w (one with a mapping network: stylegan2)
+PRETRAIN_ARCHS = ("dcgan", "stylegan2")  # what `ganlode pretrain --arch` trains from scratch
 # Multi-source mining's share estimators (ganlode mine --selector; README "Multi-source selector accuracy").
 SELECTORS = ("count", "coverage", "mixture-fit")
 ROUTING_SELECTORS = ("coverage",)  # the selectors that say which target images each source covers
@@ -42,6 +44,8 @@ OPTION_HELP: dict[str, str] = {
     "l2sp_on": f"which nets L2-SP anchors: {', '.join(L2SP_ON)}",
     "distill_weight": "weight of the critic feature-distillation loss",
     "mining_steps": "MineGAN steps that train the miner alone before joint fine-tuning (default: half the steps)",
+    "mine_space": "what MineGAN's miner outputs: z (default), or w between the mapping and synthesis networks "
+                  "(stylegan2 only; the mapping network stays frozen)",
 }
 
 _GAN = frozenset({"lr", "batch", "loss", "n_critic"})
@@ -92,7 +96,7 @@ RECORDS: tuple[MethodRecord, ...] = (
     MethodRecord("glo", "latent", frozenset({"lr", "batch"}),
                  "GLO: G and one code per target image, by reconstruction", defaults={"lr": 1e-3},
                  reference="Bojanowski et al. 2018"),
-    MethodRecord("minegan", "adversarial", _GAN | {"mining_steps"},
+    MethodRecord("minegan", "adversarial", _GAN | {"mining_steps", "mine_space"},
                  "MineGAN: a miner u -> z before the frozen G, then G and miner fine-tuned", needs_critic=True,
                  reference="Wang et al. 2020"),
 )
@@ -119,6 +123,7 @@ def defaults(method: str, *, loss: str, steps: int, critic_blocks: int | None) -
         "lr": DEFAULT_TRANSFER_LR, "batch": DEFAULT_BATCH, "loss": loss,
         "n_critic": LOSS_DEFAULTS[loss]["n_critic"], "freeze_depth": 0, "l2sp_weight": 0.0,
         "l2sp_on": "both", "distill_weight": 0.0, "mining_steps": steps // 2,
+        "mine_space": "z",
     }
     common.update(r.defaults)
     if "freeze_depth" in r.defaults and critic_blocks is not None:

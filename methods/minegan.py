@@ -7,6 +7,16 @@
 2. Joint fine-tuning (the remaining steps): G (in train mode) and M are trained together, the
    critic continues with its optimizer state.
 Sampling: x = G(M(u)), u ~ N(0, I); the checkpoint kind ``minegan`` stores G, M and the critic.
+
+Mining space (``mine_space``): ``z`` (the default, every architecture) as above. ``w``, for an
+architecture with a mapping network (StyleGAN2; any other generator is refused with a
+ValueError): the miner outputs a w (style_dim) and x = G(M(u), input_is_w=True) =
+synthesis(M(u)), so the miner sits between the mapping and the synthesis network. Its last
+bias starts at the source's mean w (:func:`~.miner.mean_w`), so mining starts from the centre
+of the source's w distribution instead of w = 0. The mapping network stays frozen in both
+phases: mining trains the miner alone, joint fine-tuning the synthesis network and the miner
+(the mapping network's weights are bit-identical afterwards; it is not used in sampling). The
+checkpoint records the space (``mine_space`` in its config).
 """
 
 from __future__ import annotations
@@ -17,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Adapter, Export, Source, TransferOptions
+from .base import Adapter, Export, NotApplicable, Source, TransferOptions
 from .finetune import train_config
-from .miner import MinedGenerator, Miner, MinerConfig
+from .miner import MinedGenerator, Miner, MinerConfig, mapping_parameters, mean_w, mine_space_error
 from .seeding import seeded_init
 from .train import GANTrainer, make_adam
 
@@ -34,17 +44,26 @@ class FrozenGeneratorMiner(MinedGenerator):
 
 
 def mining_trainer(generator: nn.Module, miner: Miner, critic: nn.Module, images: torch.Tensor,
-                   cfg) -> GANTrainer:
+                   cfg, space: str = "z") -> GANTrainer:
     """A GANTrainer whose generator optimizer holds only the miner; G is frozen in eval mode."""
     generator.eval().requires_grad_(False)
-    return GANTrainer(FrozenGeneratorMiner(generator, miner), critic, images, cfg, g_params=list(miner.parameters()))
+    return GANTrainer(FrozenGeneratorMiner(generator, miner, space), critic, images, cfg,
+                      g_params=list(miner.parameters()))
 
 
-def start_joint_finetuning(trainer: GANTrainer, generator: nn.Module, miner: Miner) -> None:
-    """Switch a mining trainer to training G and M together (the critic keeps its optimizer)."""
+def start_joint_finetuning(trainer: GANTrainer, generator: nn.Module, miner: Miner, space: str = "z") -> None:
+    """Switch a mining trainer to training G and M together (the critic keeps its optimizer);
+    in ``w`` space G's mapping network stays frozen (synthesis and miner are trained)."""
     generator.requires_grad_(True)
-    trainer.G = MinedGenerator(generator, miner)
-    trainer.g_params = list(generator.parameters()) + list(miner.parameters())
+    trainer.G = MinedGenerator(generator, miner, space)
+    if space == "w":
+        frozen = mapping_parameters(generator)
+        for p in frozen:
+            p.requires_grad_(False)
+        ids = {id(p) for p in frozen}
+        trainer.g_params = [p for p in generator.parameters() if id(p) not in ids] + list(miner.parameters())
+    else:
+        trainer.g_params = list(generator.parameters()) + list(miner.parameters())
     trainer.opt_g = make_adam(trainer.g_params, trainer.cfg.lr_g, trainer.cfg)
 
 
@@ -52,20 +71,33 @@ class MineGAN(Adapter):
     method = "minegan"
 
     def __init__(self, source: Source, images: torch.Tensor, options: TransferOptions, *, seed: int,
-                 miner_config: MinerConfig | None = None):
+                 miner_config: MinerConfig | None = None, mine_space: str | None = None):
+        """``mine_space``: ``z`` or ``w`` (default: ``options.mine_space``, else ``z``); ``w`` needs a
+        generator with a mapping network (:class:`~.base.NotApplicable`, a ValueError, otherwise)."""
+        self.mine_space = mine_space or getattr(options, "mine_space", None) or "z"
+        reason = mine_space_error(source.generator, self.mine_space)
+        if reason:
+            raise NotApplicable(reason)
         self.G = copy.deepcopy(source.generator)
         self.D = copy.deepcopy(source.critic).requires_grad_(True)
-        self.miner_config = miner_config or MinerConfig(latent_dim=self.G.latent_dim)
-        self.miner = seeded_init(seed, lambda: Miner(self.miner_config), "miner")
+        if self.mine_space == "w":
+            w_mean = mean_w(self.G)
+            self.miner_config = miner_config or MinerConfig(latent_dim=w_mean.shape[-1])
+            self.miner = seeded_init(seed, lambda: Miner(self.miner_config), "miner")
+            with torch.no_grad():
+                self.miner.net[-1].bias.copy_(w_mean.reshape(-1))
+        else:
+            self.miner_config = miner_config or MinerConfig(latent_dim=self.G.latent_dim)
+            self.miner = seeded_init(seed, lambda: Miner(self.miner_config), "miner")
         self.mining_steps = options.mining_steps or 0
         self.train_config = train_config(options, source, seed)
-        self.trainer = mining_trainer(self.G, self.miner, self.D, images, self.train_config)
+        self.trainer = mining_trainer(self.G, self.miner, self.D, images, self.train_config, self.mine_space)
         self.joint = False
         if self.mining_steps == 0:
             self._start_joint()
 
     def _start_joint(self) -> None:
-        start_joint_finetuning(self.trainer, self.G, self.miner)
+        start_joint_finetuning(self.trainer, self.G, self.miner, self.mine_space)
         self.joint = True
 
     @property
@@ -82,12 +114,13 @@ class MineGAN(Adapter):
         return self.trainer.step()
 
     def sampling_generator(self) -> nn.Module:
-        return MinedGenerator(self.G, self.miner)
+        return MinedGenerator(self.G, self.miner, self.mine_space)
 
     def export(self) -> Export:
         extra = {f"miner.{k}": v.detach().clone() for k, v in self.miner.state_dict().items()}
         return Export(kind="minegan", generator=self.G, critic=self.D, extra=extra,
-                      config={"miner": self.miner_config.to_dict(), "mining_steps": self.mining_steps})
+                      config={"miner": self.miner_config.to_dict(), "mining_steps": self.mining_steps,
+                              "mine_space": self.mine_space})
 
     def state_dict(self) -> dict[str, Any]:
         return {"joint": self.joint, "trainer": self.trainer.state_dict()}
@@ -101,4 +134,4 @@ class MineGAN(Adapter):
 
     def record(self) -> dict[str, Any]:
         return {"method": self.method, "train": self.train_config.to_dict(), "miner": self.miner_config.to_dict(),
-                "mining_steps": self.mining_steps}
+                "mining_steps": self.mining_steps, "mine_space": self.mine_space}

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from . import losses
 from .base import OptionError, Source, TransferOptions
-from .catalog import DEFAULT_TRANSFER_LR, L2SP_ON, defaults
+from .catalog import DEFAULT_TRANSFER_LR, L2SP_ON, MINE_SPACES, defaults
 from .interface import critic_depth
 from .registry import spec
 
@@ -47,6 +47,10 @@ def check(method: str, options: TransferOptions, *, critic_blocks: int, steps: i
                           allowed=L2SP_ON)
     if o.mining_steps is not None and not 0 <= o.mining_steps <= steps:
         raise OptionError(f"mining_steps {o.mining_steps} must lie in 0..steps ({steps})", option="mining_steps")
+    mine_space = getattr(o, "mine_space", None)
+    if mine_space is not None and mine_space not in MINE_SPACES:
+        raise OptionError(f"mine_space must be one of {', '.join(MINE_SPACES)}, got {mine_space!r}",
+                          option="mine_space", allowed=MINE_SPACES)
 
 
 def resolve(method: str, options: TransferOptions, source: Source, steps: int) -> TransferOptions:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 from . import adabn, architectures, bsa, catalog, finetune, glo, minegan
+from .miner import mine_space_error
 from .catalog import MethodRecord
 from .base import Adapter, FeatureFn, NotApplicable, OptionError, Source, TransferOptions
 from .interface import batchnorm_layers, check_critic, check_generator
@@ -73,6 +74,14 @@ def _minegan(source, images, options, *, seed, feature_fn=None) -> Adapter:
     return minegan.MineGAN(source, images, options, seed=seed)
 
 
+def _mine_space(source: Source, options: TransferOptions) -> str | None:
+    """minegan's mine_space w needs a generator with a mapping network (stylegan2)."""
+    return mine_space_error(source.generator, getattr(options, "mine_space", None) or "z")
+
+
+# the checks that need the method's options too: method -> check(source, options) -> reason | None
+_OPTION_APPLIES: dict[str, Callable[[Source, TransferOptions], "str | None"]] = {"minegan": _mine_space}
+
 _BUILDERS: dict[str, tuple[Builder, Applies]] = {
     "scratch": (_finetune("scratch"), _fresh_architecture),
     "finetune": (_finetune("finetune"), _always),
@@ -100,8 +109,9 @@ def spec(method: str) -> MethodSpec:
                           allowed=METHODS) from None
 
 
-def check_applies(method: str, source: Source) -> None:
-    """Raise :class:`NotApplicable` (one line) unless ``method`` can serve the source's architecture."""
+def check_applies(method: str, source: Source, options: TransferOptions | None = None) -> None:
+    """Raise :class:`NotApplicable` (one line) unless ``method`` can serve the source's architecture
+    (with ``options``: with those options, e.g. minegan's mine_space w needs a mapping network)."""
     s = spec(method)
     check_generator(source.generator, "source generator")
     if s.needs_critic:
@@ -110,6 +120,8 @@ def check_applies(method: str, source: Source) -> None:
                                 "use scratch, adabn, bsa or glo, or give a critic")
         check_critic(source.critic, "source critic")
     reason = s.applies(source)
+    if not reason and options is not None and method in _OPTION_APPLIES:
+        reason = _OPTION_APPLIES[method](source, options)
     if reason:
         raise NotApplicable(reason)
 
@@ -129,7 +141,7 @@ def build(method: str, source: Source, images: torch.Tensor, options: TransferOp
     s = spec(method)
     if s.latent and feature_fn is None:
         raise ValueError(f"method {method} needs a feature_fn for its perceptual loss")
-    check_applies(method, source)
+    check_applies(method, source, options)
     return s.builder(source, images, options, seed=seed, feature_fn=feature_fn)
 
 

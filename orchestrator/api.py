@@ -100,7 +100,7 @@ class TuneRun(_Run):
 
 
 def transfer(source: str | None = None, target: str | None = None, method: str = "finetune", *, out: str, steps: int = 500, seed: int = 0,
-             eval_every: int | None = None, features: str = "classifier", eval_n: int | None = None,
+             eval_every: int | None = None, features: str = "auto", eval_n: int | None = None,
              resume: bool = False, progress: bool = False, force_unlock: bool = False, **options: Any) -> TransferRun:
     """Adapt ``source`` to ``target`` with one method (``ganlode transfer``).
 
@@ -125,7 +125,7 @@ def transfer(source: str | None = None, target: str | None = None, method: str =
 
 
 def mine(sources: Sequence[str], target: str, *, out: str, mining_steps: int = 1000, finetune_steps: int = 500,
-         seed: int = 0, in_process: bool = False, eval_every: int = 0, features: str = "classifier",
+         seed: int = 0, in_process: bool = False, eval_every: int = 0, features: str = "auto",
          eval_n: int | None = None, resume: bool = False, progress: bool = False, force_unlock: bool = False,
          selector: str = DEFAULT_SELECTOR, route: bool = False, min_share: float = DEFAULT_MIN_SHARE,
          min_gain: float = DEFAULT_MIN_GAIN,
@@ -164,7 +164,7 @@ def tune(source: str | Sequence[str], target: str, method: str, *, out: str, tri
     return TuneRun(best_run, metrics, best, rows)
 
 
-def evaluate(path: str, target: str | None = None, *, features: str = "classifier", n: int | None = None,
+def evaluate(path: str, target: str | None = None, *, features: str = "auto", n: int | None = None,
              seed: int = 0, split: str = protocol.REPORT_SPLIT) -> dict[str, float]:
     """FID, KMMD and MV of a run or checkpoint against ``target``'s test split (``split="val"``: validation);
     a run's own target by default. Rows are appended to a run's metrics."""

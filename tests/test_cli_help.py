@@ -296,7 +296,7 @@ def test_transfer_flags_become_transfer_options(monkeypatch, capsys):
     assert main(["transfer", "--source", "S", "--target", "mnist5k:7@25", "--method", "freezed", "--out", "R",
                  "--freeze-depth", "1", "--lr", "0.001", "--steps", "3", "--no-progress"]) == 0
     assert seen["options"] == TransferOptions(freeze_depth=1, lr=0.001)  # unset: None, the method's default
-    assert (seen["steps"], seen["out"], seen["show_progress"], seen["feature_kind"]) == (3, "R", False, "classifier")
+    assert (seen["steps"], seen["out"], seen["show_progress"], seen["feature_kind"]) == (3, "R", False, "auto")
     assert capsys.readouterr().out.rstrip().endswith("vs 7 test images of mnist5k:7@25")
 
 

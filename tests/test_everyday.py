@@ -71,7 +71,7 @@ def test_transfer_writes_its_resolved_options_as_run_yaml(run):
     assert summary["config"] == os.path.join(path, "run.yaml")
     assert doc["target"] == TARGET and doc["method"] == "finetune" and doc["steps"] == 2 and doc["out"] == path
     assert doc["batch"] == 8 and doc["n-critic"] == 1 and doc["seed"] == 1
-    assert doc["features"] == "classifier" and doc["eval-every"] == 1  # defaults and given flags alike
+    assert doc["features"] == "auto" and doc["eval-every"] == 1  # defaults and given flags alike
     assert "freeze-depth" in doc and doc["freeze-depth"] is None  # unset: the method's default, again
     assert not {"config", "force-unlock", "resume"} & set(doc)
 

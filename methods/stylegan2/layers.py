@@ -46,16 +46,18 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     Returns:
         B x C x H' x W' with ``H' = (H * up + before + after - kh + down) // down``.
     """
+    # One depthwise conv (groups = channels), strided by ``down``: the same sums as filtering every
+    # channel as its own image and then subsampling, and far cheaper to differentiate on CPU.
     b, c, h, w = x.shape
     kh, kw = kernel.shape
-    out = x.reshape(b * c, 1, h, 1, w, 1)
-    out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1]).reshape(b * c, 1, h * up, w * up)
+    out = x
+    if up > 1:
+        out = F.pad(x.reshape(b, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(b, c, h * up, w * up)
     before, after = pad
     out = F.pad(out, [max(before, 0), max(after, 0), max(before, 0), max(after, 0)])
     out = out[:, :, max(-before, 0):out.shape[2] - max(-after, 0), max(-before, 0):out.shape[3] - max(-after, 0)]
-    out = F.conv2d(out, torch.flip(kernel, [0, 1]).view(1, 1, kh, kw).to(out.dtype))
-    out = out[:, :, ::down, ::down]
-    return out.reshape(b, c, out.shape[2], out.shape[3])
+    weight = torch.flip(kernel, [0, 1]).view(1, 1, kh, kw).to(out.dtype).expand(c, 1, kh, kw)
+    return F.conv2d(out, weight, stride=down, groups=c)
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = LRELU_SLOPE,
@@ -193,6 +195,8 @@ class ModulatedConv2d(nn.Module):
         return weight
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self._forward_unfused(x, w)
         # One grouped conv for the whole batch: sample b is group b, with its own weight.
         batch, _, height, width = x.shape
         k = self.kernel_size
@@ -206,6 +210,23 @@ class ModulatedConv2d(nn.Module):
         weight = weight.reshape(batch * self.out_channels, self.in_channels, k, k)
         out = F.conv2d(x, weight, padding=self.padding, groups=batch)
         return out.view(batch, self.out_channels, out.shape[2], out.shape[3])
+
+    def _forward_unfused(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The same maths with one shared conv (StyleGAN2-ADA's ``fused_modconv=False``, its training path):
+        the style scales the input channels, demodulation the output channels. Grouped convs with one
+        group per sample are slow to differentiate on CPU; this path trains several times faster there.
+        Equal to :meth:`forward` in eval mode up to float rounding (the eval path is rosinality's)."""
+        style = self.modulation(w)  # B x in
+        weight = self.scale * self.weight[0]  # out x in x k x k
+        x = x * style.view(style.shape[0], self.in_channels, 1, 1)
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2))
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            demod = torch.rsqrt((weight.unsqueeze(0) * style.view(-1, 1, self.in_channels, 1, 1)).pow(2).sum([2, 3, 4]) + 1e-8)
+            out = out * demod.view(-1, self.out_channels, 1, 1)
+        return out
 
 
 # ---------------------------------------------------------------- generator blocks

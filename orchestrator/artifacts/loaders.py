@@ -105,7 +105,9 @@ def _load_gan(path: str) -> LoadedModel:
 
 
 def _load_minegan(path: str) -> LoadedModel:
-    """A single-source MineGAN: x = G(M(u)), u ~ N(0, I); the miner is stored under ``miner.``."""
+    """A single-source MineGAN: x = G(M(u)), u ~ N(0, I); the miner is stored under ``miner.``, and
+    ``mine_space`` in the config says what it outputs (``z``, the default of older checkpoints, or
+    ``w``: x = G(M(u), input_is_w=True))."""
     ckpt = checkpoint.load_checkpoint(path, with_critic=False)
     try:
         miner = Miner(MinerConfig(**ckpt.config["miner"]))
@@ -114,7 +116,10 @@ def _load_minegan(path: str) -> LoadedModel:
         raise UserError(f"{path}: the miner in this minegan checkpoint is missing or does not match its config "
                         f"({str(e).splitlines()[0][:80]}); re-create it with `ganlode transfer --method minegan`") from None
     miner.eval()
-    module = MinedGenerator(ckpt.generator, miner).eval()
+    try:
+        module = MinedGenerator(ckpt.generator, miner, ckpt.config.get("mine_space", "z")).eval()
+    except ValueError as e:
+        raise UserError(f"{path}: {e}; re-create it with `ganlode transfer --method minegan`") from None
     return LoadedModel(path, ckpt.config, generator_sampler(module), ckpt.generator.resolution,
                        ckpt.generator.channels, module)
 

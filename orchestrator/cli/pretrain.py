@@ -17,6 +17,11 @@ examples:
   ganlode pretrain --data mnist5k:0-4 --out runs/digits-0to4 --steps 3000
   ganlode pretrain --data animals:5-9 --out s3://bucket/zoo/animals-5to9 --workers 2
   ganlode pretrain --config runs/digits-0to4/run.yaml --seed 1 --out runs/digits-0to4-s1
+  ganlode pretrain --data emoji:flags --arch stylegan2 --latent-dim 64 --g-width 32 --n-mlp 4 --lr 2e-3 --out runs/flags
+
+--arch stylegan2: --latent-dim is the style size (z and w), --g-width the channels at 4-32 px of G and
+D alike (rosinality's config F: 512), --n-mlp the mapping layers, --channel-multiplier the widths above
+32 px. Its resolution is the data's and must be a power of two from 32 px.
 
 DIR/run.yaml holds every option the model was trained with; --config DIR/run.yaml trains it
 again (flags given beside it win).
@@ -47,9 +52,12 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @click.option("--n-critic", type=int, default=None, help=catalog.OPTION_HELP["n_critic"])
 @click.option("--r1-gamma", type=float, default=0.2, help="R1 penalty weight for ns-r1 (default 0.2)")
 @click.option("--ema", type=float, default=0.999, help="EMA decay of the saved generator's weights (default 0.999; 0: off)")
-@click.option("--latent-dim", type=int, default=32, help="latent size (default 32)")
-@click.option("--g-width", type=int, default=32, help="generator width (default 32)")
-@click.option("--d-width", type=int, default=32, help="critic width (default 32)")
+@click.option("--arch", type=click.Choice(catalog.PRETRAIN_ARCHS), default="dcgan", show_default=True, help="architecture to train")
+@click.option("--latent-dim", type=int, default=32, help="latent size (default 32; stylegan2: the style size)")
+@click.option("--g-width", type=int, default=32, help="generator width (default 32; stylegan2: G and D at 4-32 px)")
+@click.option("--d-width", type=int, default=None, help="critic width (dcgan; default: --g-width)")
+@click.option("--n-mlp", type=int, default=8, help="stylegan2: mapping layers (default 8)")
+@click.option("--channel-multiplier", type=int, default=1, help="stylegan2: width factor above 32 px (default 1)")
 @options.seed()
 @click.option("--workers", type=int, default=0, help="data-parallel Ray Train workers (default 0: train in this process)")
 @click.option("--threads", type=int, default=None, help="torch threads per process (default: torch's choice)")
@@ -58,12 +66,12 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @runconfig.config_option
 @options.force_unlock()
 @click.pass_context
-def command(ctx: click.Context, data: str, out: str, steps: int, latent_dim: int, g_width: int, d_width: int,
-            workers: int, threads: int | None, fp16: bool, no_progress: bool, force_unlock: bool, **train: Any) -> int:
+def command(ctx: click.Context, data: str, out: str, steps: int, arch: str, latent_dim: int, g_width: int,
+            d_width: int | None, n_mlp: int, channel_multiplier: int, workers: int, threads: int | None, fp16: bool, no_progress: bool, force_unlock: bool, **train: Any) -> int:
     from ..pipelines.pretrain import run_pretrain
 
-    result = run_pretrain(data, out, train_config(**train), steps, latent_dim=latent_dim, g_width=g_width,
-                          d_width=d_width, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress,
+    result = run_pretrain(data, out, train_config(**train), steps, arch=arch, latent_dim=latent_dim, g_width=g_width,
+                          d_width=d_width, n_mlp=n_mlp, channel_multiplier=channel_multiplier, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress,
                           **unlock_kwargs(run_pretrain, force_unlock))
     runconfig.write_run_config(ctx, out)
     print(f"wrote {out} ({result.wall_s:.0f} s; FID vs held-out {data}: {result.metrics.get('fid', float('nan')):.2f})")

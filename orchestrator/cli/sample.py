@@ -11,10 +11,13 @@ EPILOG = """\
 --seeds: one image per seed, each drawn alone from torch.Generator().manual_seed(SEED), written
 as DIR/seed0000.png, seed0001.png, ...: the same seed gives the same image, whatever else is asked.
 
---trunc PSI, the truncation trick: the latents z ~ N(0, I) are drawn as z * PSI (toward the mean
-latent; PSI < 1: more typical, less varied images; 1: the model as it is). Models with a fitted
-code Gaussian (adabn, bsa, glo) scale around its mean, mined models their miners' input; an
-architecture with a mapping network would truncate toward its mean w (none ships yet).
+--trunc PSI, the truncation trick: every latent is pulled toward the centre of the model's latent
+distribution (PSI < 1: more typical, less varied images; 0: the centre's one image; 1: the model
+as it is). An architecture with a mapping network (stylegan2) draws w = mapping(z) and uses
+w_mean + PSI * (w - w_mean), w_mean its mean w over 4096 z of a fixed seed; a minegan or mined
+model over it does the same around the mean w of its own samples. Other models draw their latents
+z ~ N(0, I) as z * PSI (toward the mean latent 0); those with a fitted code Gaussian (adabn, bsa,
+glo) scale around its mean, mined models their miners' input.
 
 examples:
   ganlode sample zoo:digits-0to4 --n 64 --out grid.png
@@ -47,7 +50,8 @@ def _check(ctx: click.Context) -> None:
 @click.option("--seeds", type=options.Seeds(), default=None, metavar="SEEDS",
               help="one PNG per seed: a range 0-99 or a list 3,7,42 (or both: 0-9,20)")
 @click.option("--trunc", "psi", type=click.FloatRange(min=0.0), default=1.0, metavar="PSI",
-              help="truncation: draw latents as z * PSI (default 1: none; see below)")
+              help="truncation: pull latents toward their mean by PSI, in w for stylegan2, else z * PSI "
+                   "(default 1: none; see below)")
 @click.option("--class", "class_name", metavar="NAME",
               help="the class to draw, for a class-conditional model (every shipped model is unconditional)")
 def command(model: str, n: int, out: str, seed: int, seeds: tuple[int, ...] | None, psi: float,

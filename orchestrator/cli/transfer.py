@@ -38,6 +38,9 @@ methods and their own defaults (from the method catalogue); the other options a 
 loss: the source's; n_critic: {_by_loss}; mining_steps: half the steps.
 {_methods()}
   adabn, bsa and glo sample new images from a Gaussian fitted to the learned codes.
+  minegan's --mine-space: z (default) mines the generator's input; w (stylegan2 sources: an
+  architecture with a mapping network) puts the miner between the mapping and the synthesis
+  network, and the mapping network stays frozen in both phases.
 
 scoring: FID, KMMD and MV on the target's validation split every --eval-every steps (model
 selection); the summary line reports the final model on the test split.

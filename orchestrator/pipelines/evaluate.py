@@ -33,6 +33,7 @@ class Evaluation:
     split: str             # the reference split: test (reported figures) or val
     values: dict[str, float]
     appended_to: str | None  # the run's metrics table the rows went to
+    features: str = "classifier"  # the feature network that scored it (auto resolved)
 
 
 def _recorded_target(config: dict[str, Any], what: str) -> str:
@@ -52,7 +53,7 @@ def _run_at(path: str) -> str | None:
     return None
 
 
-def evaluate_model(path: str, *, target: str | None = None, n: int | None = None, feature_kind: str = "classifier",
+def evaluate_model(path: str, *, target: str | None = None, n: int | None = None, feature_kind: str = "auto",
                    seed: int = 0, split: str = protocol.REPORT_SPLIT, force_unlock: bool = False) -> Evaluation:
     """Score the run or checkpoint at ``path`` against ``target``'s ``split`` (test by default; default
     target: the recorded one).
@@ -65,8 +66,8 @@ def evaluate_model(path: str, *, target: str | None = None, n: int | None = None
         raise UserError("--n must be at least 2 (FID needs two or more images)")
     if seed < 0:
         raise UserError("--seed must be >= 0")
-    if feature_kind == "inception":
-        features.require(feature_kind)
+    if feature_kind not in features.FEATURES:
+        raise UserError(f"unknown features {feature_kind!r}: use one of {', '.join(features.FEATURES)}")
     run_path = _run_at(path)
     if run_path is None:
         return _evaluate(path, target, n, feature_kind, seed, split, None)
@@ -92,6 +93,7 @@ def _evaluate(path: str, target: str | None, n: int | None, feature_kind: str, s
     convert = Conversion.from_dict(recorded) if isinstance(recorded, dict) else None
     ref = protocol.reference(target, n=n, feature_kind=feature_kind, split=split, convert=convert)
     values = protocol.score(model.sampler, ref, seed=seed)
+    feature_kind = ref.feature_kind  # auto resolved by the reference images
     appended_to = None
     if where.run is not None:
         if run is None or run.path != where.path:  # config.json changed between the two reads
@@ -99,4 +101,4 @@ def _evaluate(path: str, target: str | None, n: int | None, feature_kind: str, s
         run.append_metrics(metric_rows(method, step, values, seed=seed, features=feature_kind, n=len(ref),
                                        target=target, split=split))
         appended_to = run.file(METRICS_FILE)
-    return Evaluation(model.path, method, target, len(ref), split, values, appended_to)
+    return Evaluation(model.path, method, target, len(ref), split, values, appended_to, feature_kind)

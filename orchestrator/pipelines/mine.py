@@ -160,8 +160,10 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
                                      "the sources make", convert_target)
     if cfg.routed or cfg.row_shares:
         raise UserError("routed and row_shares are set by the run itself (--route, --rows shares), not given")
+    selection = features.selection_kind(feature_kind)
+    feature_kind = features.require(feature_kind, tuple(target_set.images.shape))  # the scores' (auto resolved)
     cov, cov_est = mine_shares.source_coverage([c.generator for c in ckpts], target_set.images,
-                                               feature_kind=feature_kind, seed=cfg.seed, min_share=min_share,
+                                               feature_kind=selection, seed=cfg.seed, min_share=min_share,
                                                min_gain=min_gain)
     kept, parts = list(range(len(ckpts))), None
     if route:
@@ -173,7 +175,7 @@ def _check(sources: Sequence[str], target: str, out: str, cfg: MultiSourceConfig
         run_kind=RUN_KIND, method=METHOD, target=target, seed=cfg.seed, features=feature_kind,
         data=target_set.provenance(),
         extra={"sources": list(sources), "source_paths": [c.path for c in ckpts], "mining": cfg.to_dict(),
-               "selector": selector, "route": route, "min_share": min_share, "min_gain": min_gain, "kept": kept,
+               "selector": selector, "selection_features": selection, "route": route, "min_share": min_share, "min_gain": min_gain, "kept": kept,
                "checkpoint_every": checkpoint_every, "eval_every": eval_every,
                "engine": "in-process" if in_process else "ray",
                "target_conversion": None if conversion is None else conversion.to_dict()},
@@ -241,8 +243,8 @@ class _Evaluator:
             else:
                 mixture = mixture_from_state(self.arches, plan.cfg, {**state, "shares": torch.tensor(plan.coverage_toward())})
                 fit = mine_shares.mixture_fit_shares(list(mixture.sources), plan.target.images,
-                                                     feature_kind=plan.record.features, seed=plan.cfg.seed,
-                                                     toward=plan.coverage_toward())
+                                                     feature_kind=plan.record.extra.get("selection_features", plan.record.features),
+                                                     seed=plan.cfg.seed, toward=plan.coverage_toward())
                 out[name] = Estimate(spread(fit.shares, plan.kept, n), fit.details)
         self._estimates = (step, out)
         return out
@@ -348,7 +350,7 @@ def run_mine(
     threads: int | None = None,
     eval_every: int = 0,
     on_eval: EvalCallback | None = None,
-    feature_kind: str = "classifier",
+    feature_kind: str = "auto",
     eval_n: int | None = None,
     show_progress: bool = True,
     chunk: int = 10,
@@ -420,8 +422,12 @@ def _mine(plan: _Plan, t0: float, *, target: str, gpus_per_source: float | None,
           eval_n: int | None, show_progress: bool, chunk: int, placement_group: Any) -> MineResult:
     """Build, loop and write a checked plan (its run's lock is held)."""
     truth = true_shares([c.config for c in plan.ckpts], plan.target)
-    refs = {split: protocol.reference(target, n=eval_n, feature_kind=feature_kind, split=split, convert=plan.conversion)
+    t_refs = time.perf_counter()
+    refs = {split: protocol.reference(target, n=eval_n, feature_kind=plan.record.features, split=split,
+                                      convert=plan.conversion)
             for split in protocol.EVAL_SPLITS}
+    if show_progress:
+        print(protocol.cost_line(refs, time.perf_counter() - t_refs), file=sys.stderr)
     evaluate = _Evaluator(plan, refs, truth, on_eval)
     threads_before = torch.get_num_threads()
     try:

@@ -16,15 +16,15 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from ...methods import seeding
+from ...methods import catalog, seeding
 from ...methods.seeding import seeded_init
 from ...methods import architectures
 from ...methods.bn import adapt_batchnorm
-from ...methods.nets import Critic, GANConfig, Generator, build_gan
+from ...methods.nets import Critic, GANConfig, Generator
 from ...methods.train import GANTrainer, TrainConfig
 from .. import storage
 from ..artifacts import checkpoint
@@ -48,14 +48,36 @@ class PretrainResult:
     wall_s: float
 
 
-def init_gan(arch: GANConfig, seed: int) -> tuple[Generator, Critic]:
+def pretrain_arch(name: str, *, resolution: int, channels: int, latent_dim: int, g_width: int,
+                  d_width: int | None = None, n_mlp: int = 8, channel_multiplier: int = 1) -> Any:
+    """The architecture config of ``ganlode pretrain --arch NAME``.
+
+    dcgan: ``latent_dim``, ``g_width`` and ``d_width`` as they are. stylegan2: ``latent_dim`` is
+    the style size (z and w), ``g_width`` the channels at 4-32 px (``base_channels``) of G and D
+    alike, so a different ``d_width`` is refused; ``n_mlp`` mapping layers, ``channel_multiplier``
+    above 32 px. Raises ValueError on settings the architecture refuses.
+    """
+    if name == "dcgan":
+        return GANConfig(resolution=resolution, channels=channels, latent_dim=latent_dim, g_width=g_width,
+                         d_width=g_width if d_width is None else d_width)
+    if name == "stylegan2":
+        from ...methods.stylegan2 import StyleGAN2Config
+
+        if d_width is not None and d_width != g_width:
+            raise ValueError("stylegan2's generator and critic share one width (--g-width); drop --d-width")
+        return StyleGAN2Config(resolution=resolution, channels=channels, style_dim=latent_dim, n_mlp=n_mlp,
+                               channel_multiplier=channel_multiplier, base_channels=g_width)
+    raise ValueError(f"pretrain builds {' or '.join(catalog.PRETRAIN_ARCHS)}, not {name!r}")
+
+
+def init_gan(arch: Any, seed: int) -> tuple[Generator, Critic]:
     """Build G and D with weights fixed by ``seed`` (identical on every worker); the global RNG is left alone."""
-    return seeded_init(seed, lambda: build_gan(arch))
+    return seeded_init(seed, lambda: architectures.build(arch))
 
 
 def _run_loop(
     images: torch.Tensor,
-    arch: GANConfig,
+    arch: Any,
     tcfg: TrainConfig,
     steps: int,
     *,
@@ -80,13 +102,13 @@ def _run_loop(
     if trainer.G_ema is None:
         return generator, critic, history
     # The averaged weights' own activation statistics, not the last iterate's.
-    latents = torch.randn(2048, arch.latent_dim, generator=seeding.generator(tcfg.seed, "bn-statistics"))
+    latents = torch.randn(2048, trainer.G_ema.latent_dim, generator=seeding.generator(tcfg.seed, "bn-statistics"))
     return adapt_batchnorm(trainer.G_ema, latents), critic, history
 
 
 def pretrain_local(
     images: torch.Tensor,
-    arch: GANConfig,
+    arch: Any,
     tcfg: TrainConfig,
     steps: int,
     *,
@@ -132,7 +154,7 @@ def _train_worker(config: dict) -> None:
         torch.set_num_threads(config["threads"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    arch = GANConfig.from_dict(config["arch"])
+    arch = architectures.from_dict(config["arch"])
     tcfg = TrainConfig(**config["train"])
     progress = Progress(config["steps"], f"pretrain[{world} workers]", enabled=rank == 0 and config["progress"])
     with progress:
@@ -157,7 +179,7 @@ def _train_worker(config: dict) -> None:
 
 def pretrain_distributed(
     images: torch.Tensor,
-    arch: GANConfig,
+    arch: Any,
     tcfg: TrainConfig,
     steps: int,
     *,
@@ -193,7 +215,7 @@ def pretrain_distributed(
             tensors = load_file(os.path.join(d, WEIGHTS_FILE))
             with open(os.path.join(d, "history.json")) as f:
                 history = json.load(f)
-    g, c = build_gan(arch)
+    g, c = architectures.build(arch)
     g.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
     c.load_state_dict({k[len("critic."):]: v for k, v in tensors.items() if k.startswith("critic.")})
     return PretrainResult(g, c, history, time.time() - t0)
@@ -206,8 +228,8 @@ class PretrainOutcome:
     wall_s: float
 
 
-def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_dim: int = 32, g_width: int = 32,
-                 d_width: int = 32, workers: int = 0, threads: int | None = None, fp16: bool = False,
+def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: str = "dcgan", latent_dim: int = 32,
+                 g_width: int = 32, d_width: int | None = None, n_mlp: int = 8, channel_multiplier: int = 1, workers: int = 0, threads: int | None = None, fp16: bool = False,
                  show_progress: bool = True, force_unlock: bool = False) -> PretrainOutcome:
     """Train a GAN on the target spec ``data`` and write it as a checkpoint directory at ``out``.
 
@@ -215,7 +237,8 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_d
         data: target spec of the training images (drawn with ``tcfg.seed``).
         out: checkpoint directory to write (local or s3://).
         tcfg: the training settings; ``steps`` generator steps.
-        latent_dim, g_width, d_width: the architecture (resolution and channels are the data's).
+        arch: ``dcgan`` or ``stylegan2``; latent_dim, g_width, d_width (dcgan; default g_width), n_mlp and
+            channel_multiplier (stylegan2) its settings (:func:`pretrain_arch`); resolution and channels are the data's.
         workers: data-parallel Ray Train workers (0: train in this process).
         threads: torch threads per process (None: torch's choice; Ray Train workers: 1).
         fp16: store the weights in float16 (halves the file; for shipping).
@@ -232,23 +255,27 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, latent_d
     if workers < 0:
         raise UserError("--workers must be 0 (in-process) or more")
     target = load_target(data, seed=tcfg.seed)
+    if arch == "stylegan2" and d_width is not None and d_width != g_width:
+        raise UserError("stylegan2's generator and critic share one width (--g-width): drop --d-width")
     try:
-        arch = GANConfig(resolution=target.resolution, channels=target.channels, latent_dim=latent_dim,
-                         g_width=g_width, d_width=d_width)
+        arch_cfg = pretrain_arch(arch, resolution=target.resolution, channels=target.channels, latent_dim=latent_dim,
+                                 g_width=g_width, d_width=d_width, n_mlp=n_mlp, channel_multiplier=channel_multiplier)
     except ValueError as e:
-        raise UserError(f"{data}: {e}; ganlode's nets take 28x28 or 32x32 images with 1 or 3 channels") from None
+        sizes = ("28, 32, 64 or 128 px" if arch == "dcgan" else "a power of two from 32 px") + ", with 1 or 3 channels"
+        raise UserError(f"{data}: {arch}: {e} (it takes {sizes}; --convert-target is not a pretrain option: "
+                        f"pick data of that size)") from None
     with owning(out, force_unlock=force_unlock) as lock:
-        print(f"pretrain: {len(target)} images of {data}, {steps} steps, loss {tcfg.loss}, "
+        print(f"pretrain: {arch}, {len(target)} images of {data}, {steps} steps, loss {tcfg.loss}, "
               f"{'in-process' if workers == 0 else f'{workers} Ray Train workers'}", file=sys.stderr)
         if workers == 0:
-            result = pretrain_local(target.images, arch, tcfg, steps, threads=threads, show_progress=show_progress)
+            result = pretrain_local(target.images, arch_cfg, tcfg, steps, threads=threads, show_progress=show_progress)
         else:
-            result = pretrain_distributed(target.images, arch, tcfg, steps, workers=workers,
+            result = pretrain_distributed(target.images, arch_cfg, tcfg, steps, workers=workers,
                                           use_gpu=torch.cuda.is_available(), threads=threads or 1,
                                           show_progress=show_progress)
         metrics = protocol.quick_fid(result.generator, data, seed=tcfg.seed)
         record = ModelRecord(
-            model_kind="gan", arch=architectures.to_dict(arch), steps=steps, created=storage.utc_now(), data=target.provenance(),
+            model_kind="gan", arch=architectures.to_dict(arch_cfg), steps=steps, created=storage.utc_now(), data=target.provenance(),
             metrics=metrics,
             extra={"train": tcfg.to_dict(), "workers": workers, "wall_s": round(result.wall_s, 1),
                    "command": command_line(), "history": result.history},

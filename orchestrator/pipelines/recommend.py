@@ -6,7 +6,8 @@ So the recommendation rests on measurements, one Ray task per candidate (``num_c
 
 1. **coverage**: the share of the target's training images the candidate's unmined samples
    explain (the multi-source ``coverage`` estimate over all candidates together: a calibrated
-   which-source classifier on the evaluation features of 1000 samples per candidate, then EM with
+   which-source classifier on the selector's features (``features.selection_kind``: the shipped
+   classifier's unless ``--features`` names another) of 1000 samples per candidate, then EM with
    backward elimination by ``min_share`` and ``min_gain``; :mod:`.mine_shares`);
 2. the unmined candidate's **FID, KMMD and MV** against the target's **validation** split;
 3. a **probe**: ``probe_steps`` of plain fine-tuning on the target's training images, scored on
@@ -40,7 +41,7 @@ from ..artifacts.zoo import PREFIX, zoo_names
 from ..cluster import ensure_ray
 from ..data.spec import load_target
 from ..errors import UserError
-from ..evaluation import protocol
+from ..evaluation import features, protocol
 from ..evaluation.features import extractor
 from .mine_shares import COVERAGE_SAMPLES, coverage_from_features, source_features
 from .transfer import TransferSettings, build_adapter
@@ -156,17 +157,18 @@ def candidates(sources: Sequence[str] | None, shape: tuple[int, int], target: st
 
 
 def score_candidate(source: str, index: int, target: str, ref: protocol.Reference, *, probe_steps: int, seed: int,
-                    threads: int | None = 1) -> dict[str, Any]:
+                    threads: int | None = 1, selection: str = "classifier") -> dict[str, Any]:
     """Measure one candidate: coverage features, the unmined scores and the probe (validation only).
     Bad input comes back as ``{"error": one line}`` (a Ray task's exception would carry its traceback)."""
     try:
-        return _score(source, index, target, ref, probe_steps=probe_steps, seed=seed, threads=threads)
+        return _score(source, index, target, ref, probe_steps=probe_steps, seed=seed, threads=threads,
+                      selection=selection)
     except UserError as e:
         return {"error": str(e)}
 
 
 def _score(source: str, index: int, target: str, ref: protocol.Reference, *, probe_steps: int, seed: int,
-           threads: int | None) -> dict[str, Any]:
+           threads: int | None, selection: str) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -176,7 +178,7 @@ def _score(source: str, index: int, target: str, ref: protocol.Reference, *, pro
         generator = plan.ckpt.generator
     else:
         generator = checkpoint.load_checkpoint(source, with_critic=False).generator
-    feats = source_features(generator, index, feature_kind=ref.feature_kind, seed=seed)
+    feats = source_features(generator, index, feature_kind=selection, seed=seed)  # coverage: the selector's features
     unmined = protocol.score(generator_sampler(generator), ref, seed=seed)
     out: dict[str, Any] = {"source": source, "features": feats, "unmined": unmined,
                            "score_s": time.perf_counter() - t0, "probe": None, "probe_s": 0.0}
@@ -195,13 +197,13 @@ def _score(source: str, index: int, target: str, ref: protocol.Reference, *, pro
     return out
 
 
-def _run_tasks(sources: list[str], target: str, ref: protocol.Reference, probe_steps: int, seed: int,
+def _run_tasks(sources: list[str], target: str, ref: protocol.Reference, probe_steps: int, seed: int, selection: str,
                log: Callable[[str], None]) -> list[dict[str, Any]]:
     import ray
 
     ensure_ray()
     task = ray.remote(num_cpus=1)(score_candidate)
-    pending = {task.remote(s, i, target, ref, probe_steps=probe_steps, seed=seed): i for i, s in enumerate(sources)}
+    pending = {task.remote(s, i, target, ref, probe_steps=probe_steps, seed=seed, selection=selection): i for i, s in enumerate(sources)}
     results: list[dict[str, Any] | None] = [None] * len(sources)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
@@ -242,7 +244,7 @@ def decide(cands: list[Candidate], probe_steps: int) -> tuple[str, list[str], li
 
 
 def recommend(target: str, sources: Sequence[str] | None = None, *, probe_steps: int = DEFAULT_PROBE_STEPS,
-              seed: int = 0, feature_kind: str = "classifier", min_share: float = DEFAULT_MIN_SHARE,
+              seed: int = 0, feature_kind: str = "auto", min_share: float = DEFAULT_MIN_SHARE,
               min_gain: float = DEFAULT_MIN_GAIN, eval_n: int | None = None, show_progress: bool = True) -> Recommendation:
     """Weigh ``sources`` (default: the zoo models of the target's size) for ``target``; nothing is written."""
     t0 = time.time()
@@ -253,12 +255,14 @@ def recommend(target: str, sources: Sequence[str] | None = None, *, probe_steps:
     shape = (train.channels, train.resolution)
     names = candidates(sources, shape, target)
     ref = protocol.reference(target, n=eval_n, feature_kind=feature_kind, split=protocol.SELECTION_SPLIT)
+    selection = features.selection_kind(feature_kind)  # the coverage fit's features
+    feature_kind = ref.feature_kind  # the scores': auto resolved by the target's images
     if probe_steps > 0 and len(ref) < PROBE_MIN_VAL:
         raise UserError(f"target {target} has {len(ref)} validation images and the probe scores on at least "
                         f"{PROBE_MIN_VAL}: add images to the target, or pass --probe-steps 0 to rank without a probe")
     log(f"recommend: {len(names)} candidates for {len(train)} images of {target}; "
         + (f"{probe_steps}-step probe each" if probe_steps else "no probe") + f", scored on {len(ref)} validation images")
-    results = _run_tasks(names, target, ref, probe_steps, seed, log)
+    results = _run_tasks(names, target, ref, probe_steps, seed, selection, log)
     cands = [Candidate(source=r["source"], fid=float(r["unmined"]["fid"]), kmmd=float(r["unmined"]["kmmd"]),
                        mv=float(r["unmined"]["mv"]), probe_steps=probe_steps, score_s=round(r["score_s"], 2),
                        probe_s=round(r["probe_s"], 2),
@@ -269,9 +273,9 @@ def recommend(target: str, sources: Sequence[str] | None = None, *, probe_steps:
     if len(cands) == 1:
         cands[0].coverage = 1.0
     else:
-        cov, est = coverage_from_features([r["features"] for r in results], extractor(feature_kind)(train.images),
+        cov, est = coverage_from_features([r["features"] for r in results], extractor(selection)(train.images),
                                           seed=seed, min_share=min_share, min_gain=min_gain)
-        details = {**est.details, "samples_per_source": COVERAGE_SAMPLES}
+        details = {**est.details, "samples_per_source": COVERAGE_SAMPLES, "features": selection}
         for c, p in zip(cands, est.shares):
             c.coverage = round(float(p), 6)
     cands.sort(key=Candidate.rank_key)

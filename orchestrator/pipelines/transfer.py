@@ -24,6 +24,7 @@ Model selection reads only the validation split; the test split is read once, at
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -96,14 +97,18 @@ def _references(plan: Plan) -> dict[str, protocol.Reference]:
     """The validation reference (model selection) and the test reference (reported figures), converted
     as the target was (``--convert-target``)."""
     s = plan.settings
-    return {split: protocol.reference(s.target, n=s.eval_n, feature_kind=s.features, split=split, convert=plan.conversion)
+    t0 = time.perf_counter()
+    refs = {split: protocol.reference(s.target, n=s.eval_n, feature_kind=plan.feature_kind, split=split,
+                                      convert=plan.conversion)
             for split in protocol.EVAL_SPLITS}
+    plan.reference_s = time.perf_counter() - t0
+    return refs
 
 
 def _record(plan: Plan, adapter: Adapter) -> RunRecord:
     s = plan.settings
     return RunRecord(
-        run_kind=RUN_KIND, status="running", method=s.method, target=s.target, seed=s.seed, features=s.features,
+        run_kind=RUN_KIND, status="running", method=s.method, target=s.target, seed=s.seed, features=plan.feature_kind,
         data=plan.target.provenance(),
         extra={"settings": asdict(s), "source": s.source, "source_path": plan.ckpt.path, "steps": s.steps,
                "eval_every": s.eval_every, "options": {k: v for k, v in plan.resolved.to_dict().items() if v is not None},
@@ -143,7 +148,7 @@ class _Loop:
         self.plan, self.adapter, self.refs, self.record = plan, adapter, refs, record
         self.on_eval, self.show_progress = on_eval, show_progress
         s = plan.settings
-        self.common = {"seed": s.seed, "features": s.features, "target": s.target}
+        self.common = {"seed": s.seed, "features": plan.feature_kind, "target": s.target}
 
     def score(self, split: str, sampler=None) -> dict[str, float]:
         ref = self.refs[split]
@@ -178,6 +183,7 @@ class _Loop:
             log(f"transfer: {s.method} from {s.source} to {len(self.plan.target)} images of {s.target}, {s.steps} steps"
                 + (f" (mining {self.plan.resolved.mining_steps})" if s.method == "minegan" else "")
                 + (f", resumed at step {start}" if start else ""))
+            log(protocol.cost_line(self.refs, self.plan.reference_s))
             if start == 0:
                 self.evaluate(0, done, log)
             for step in range(start + 1, s.steps + 1):
@@ -201,6 +207,7 @@ def _finish(loop: _Loop, done: _Progress, t0: float, resumed_from: int) -> Trans
     plan, s = loop.plan, loop.plan.settings
     run = plan.run
     test_n = len(loop.refs[protocol.REPORT_SPLIT])
+    t_test = time.perf_counter()
     final = loop.score(protocol.REPORT_SPLIT)
     write_transfer_result(run, loop.adapter, plan.ckpt.arch,
                           loop.record.replace(metrics=final, metrics_split=protocol.REPORT_SPLIT))
@@ -208,13 +215,17 @@ def _finish(loop: _Loop, done: _Progress, t0: float, resumed_from: int) -> Trans
         protocol.REPORT_SPLIT, load_model(run.checkpoint_path(BEST_CHECKPOINT)).sampler)
     for step, values in sorted({s.steps: final, done.best_step: best}.items()):
         run.append_metrics(metric_rows(s.method, step, values, split=protocol.REPORT_SPLIT, n=test_n, **loop.common))
+    eval_total = plan.reference_s + done.eval_s + (time.perf_counter() - t_test)
     wall = time.time() - t0
+    if loop.show_progress:
+        print(f"evaluation: {eval_total:.1f} s of {wall:.1f} s ({plan.feature_kind} features: references, "
+              f"{len(done.history)} validation scores, the test scores)", file=sys.stderr)
     best_info = {"step": done.best_step, "selected_on": f"{protocol.SELECTION_SPLIT} {SELECT_ON}",
                  "val": {k: v for k, v in done.history[[h["step"] for h in done.history].index(done.best_step)].items()
                          if k != "step"}, "test": best}
     run.write_config(loop.record.replace(status="done", metrics=final, metrics_split=protocol.REPORT_SPLIT,
                                          best=best_info, wall_s=round(wall, 1), train_s=round(done.train_s, 2),
-                                         eval_s=round(done.eval_s, 2)))
+                                         eval_s=round(done.eval_s, 2), evaluation_s=round(eval_total, 2)))
     run_state = run.file(STATE_FILE)
     if storage.exists(run_state):  # the run is complete: nothing left to resume
         storage.remove_file(run_state)
@@ -234,7 +245,7 @@ def run_transfer(
     seed: int = 0,
     eval_every: int | None = None,
     on_eval: EvalCallback | None = None,
-    feature_kind: str = "classifier",
+    feature_kind: str = "auto",
     eval_n: int | None = None,
     show_progress: bool = True,
     force_unlock: bool = False,
@@ -253,7 +264,8 @@ def run_transfer(
         seed: fixes the target draw, initialisation and every random draw of training.
         eval_every: score on the validation split every so many steps (None: steps // 10; 0: start and end).
         on_eval: called as ``on_eval(step, validation metrics)`` after each evaluation.
-        feature_kind: evaluation features, ``classifier`` or ``inception``.
+        feature_kind: evaluation features, ``auto`` (the classifier for 28x28 gray targets, the Inception for
+            any other), ``classifier`` or ``inception``.
         eval_n: cap on the validation and test reference sizes (None: the whole splits).
         show_progress: a progress bar and one line per evaluation on stderr (False: silent).
         force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``);

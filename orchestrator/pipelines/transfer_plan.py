@@ -34,7 +34,7 @@ class TransferSettings:
     steps: int
     seed: int = 0
     eval_every: int | None = None
-    features: str = "classifier"
+    features: str = "auto"  # as given; the plan resolves auto by the target (Plan.feature_kind)
     eval_n: int | None = None
     convert_target: bool = False  # --convert-target: resize/convert a target of another shape to the source's
 
@@ -112,6 +112,8 @@ class Plan:
     target: ImageSet  # converted to the source's shape when ``conversion`` is set
     run: RunDir
     conversion: Conversion | None = None  # --convert-target: how the target (and its references) were converted
+    feature_kind: str = "classifier"  # the evaluation features, resolved (never auto)
+    reference_s: float = 0.0  # seconds the evaluation references took (set when they are built)
 
 
 def check_settings(s: TransferSettings) -> TransferOptions:
@@ -129,8 +131,6 @@ def check_settings(s: TransferSettings) -> TransferOptions:
         raise UserError(f"unknown features {s.features!r}: use one of {', '.join(features.FEATURES)}")
     if s.method not in catalog.METHODS:
         raise UserError(f"unknown method {s.method!r}: use one of {', '.join(catalog.METHODS)}")
-    if s.features == "inception":
-        features.require(s.features)
     return given
 
 
@@ -138,7 +138,7 @@ def check(s: TransferSettings, out: str) -> Plan:
     given = check_settings(s)
     src, ckpt = load_source(s.source)
     try:
-        registry.check_applies(s.method, src)
+        registry.check_applies(s.method, src, given)
     except NotApplicable as e:
         raise UserError(f"--method {s.method} cannot adapt {ckpt.path}: {e}") from None
     blocks = critic_depth(src.critic) if src.critic is not None else 0
@@ -150,4 +150,5 @@ def check(s: TransferSettings, out: str) -> Plan:
                                      f"source {s.source} makes", s.convert_target)
     if s.method == "adabn" and len(target_set) < 2:
         raise UserError(f"adabn estimates statistics over the target codes and needs 2 or more images; {s.target} has 1")
-    return Plan(s, given, resolved, src, ckpt, target_set, RunDir(out), conversion)
+    kind = features.require(s.features, tuple(target_set.images.shape))
+    return Plan(s, given, resolved, src, ckpt, target_set, RunDir(out), conversion, kind)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..evaluation.features import AUTO, resolve as resolve_features
 from .. import storage
 from ..artifacts.records import RunRecord
 from ..artifacts.rundir import WEIGHTS_FILE, RunDir, metric_rows
@@ -94,7 +95,8 @@ def export_best(prepared: Prepared, result: Any, row: dict[str, Any], out: str) 
     with result.checkpoint.as_directory() as d:
         step, history = load_trial_state(setup.adapter, d)
     final_val = {k: v for k, v in history[-1].items() if k != "step"}
-    features, target = "classifier", spec.target  # trials score with the protocol's default features
+    # trials score with the protocol's default (auto) features: resolved by the (converted) target's images
+    features, target = resolve_features(AUTO, tuple(setup.target.images.shape)), spec.target
     tune_info = {"search": spec.out, "trial_id": row["trial_id"], "method": spec.method, "metric": spec.metric,
                  "mode": spec.mode, "searched": config, "val_n": spec.val_n}
     record = RunRecord(

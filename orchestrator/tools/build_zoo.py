@@ -1,10 +1,13 @@
 """Rebuild the shipped zoo: pretrain every source GAN, then measure each against every domain.
 
-    python -m ganlode.orchestrator.tools.build_zoo --steps 3000 [--only digits-0to4] [--jobs 2]
+    python -m ganlode.orchestrator.tools.build_zoo --steps 4000 [--only digits-0to4] [--jobs 2]
 
 Each model is made by a plain ``ganlode pretrain`` command (recorded in its config.json), so
 its provenance is the command, seed and data that made it. Afterwards the FID of each model's
-samples against each zoo domain's held-out split is written into its config.json.
+samples against the test split of each zoo domain of its own image size is written into its
+config.json: the gray 28 px zoo with the classifier's features, the colour 32 px zoo with the
+FID Inception's (``auto`` features). The gray models take ``--steps``; the colour models carry
+their own settings (``COLOUR``), so the StyleGAN2's differ from the DCGANs'.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ ZOO = {
     "glyphs-MtoR": "glyphs:M-R",
     "glyphs-StoZ": "glyphs:S-Z",
 }
+# The yellow faces of Unicode's smileys-emotion group (its hearts, cat and monkey faces left out).
+FACES = ("face-smiling", "face-affection", "face-tongue", "face-hand", "face-neutral-skeptical", "face-sleepy",
+         "face-unwell", "face-hat", "face-glasses", "face-concerned", "face-negative")
+# The square and round buttons of Unicode's symbols group (its arrows, keycaps, zodiac, signs, letters).
+BUTTONS = ("av-symbol", "keycap", "zodiac", "transport-sign", "alphanum", "arrow")
+COLOUR_DOMAINS = {
+    "emoji-faces": "emoji-sub:" + ",".join(FACES),
+    "emoji-flags": "emoji:flags",
+    "emoji-buttons": "emoji-sub:" + ",".join(BUTTONS),
+}
+STYLEGAN2_RGB = ["--arch", "stylegan2", "--latent-dim", "64", "--g-width", "32", "--n-mlp", "4", "--lr", "2e-3",
+                 "--batch", "16", "--steps", "4000"]
+COLOUR = {"emoji-faces": STYLEGAN2_RGB, "emoji-flags": ["--steps", "6000"], "emoji-buttons": ["--steps", "6000"]}
+ZOO.update(COLOUR_DOMAINS)
 
 
 def _ganlode() -> str:
@@ -42,23 +59,33 @@ def _ganlode() -> str:
 def pretrain_commands(steps: int, seed: int, names: list[str]) -> list[list[str]]:
     """One `ganlode pretrain` per model, run inside the zoo folder (relative --out)."""
     return [
-        [_ganlode(), "pretrain", "--data", ZOO[n], "--out", n, "--steps", str(steps),
+        [_ganlode(), "pretrain", "--data", ZOO[n], "--out", n, *COLOUR.get(n, ["--steps", str(steps)]),
          "--seed", str(seed), "--fp16", "--threads", "1", "--no-progress"]
         for n in names
     ]
 
 
+def domains_of(name: str) -> dict[str, str]:
+    """The zoo domains a model is measured against: those of its own image size and channels."""
+    return COLOUR_DOMAINS if name in COLOUR_DOMAINS else {n: s for n, s in ZOO.items() if n not in COLOUR_DOMAINS}
+
+
 def measure(names: list[str]) -> None:
-    """Write each model's FID against every zoo domain's held-out split into its config.json."""
-    refs = {n: reference(spec) for n, spec in ZOO.items()}
+    """Write each model's FID against the test split of every zoo domain of its size into its config.json."""
+    refs: dict[str, object] = {}
     for n in names:
+        domains = domains_of(n)
+        for d, spec in domains.items():
+            if d not in refs:
+                refs[d] = reference(spec)
         model = load_model(f"{PREFIX}{n}")
-        fids = {d: round(score(model.sampler, ref)["fid"], 3) for d, ref in refs.items()}
+        fids = {d: round(score(model.sampler, refs[d])["fid"], 3) for d in domains}
         path = storage.join(zoo_root(), n, CONFIG_FILE)
         cfg = storage.read_json(path)
-        cfg["zoo"] = {"fid": fids, "domains": ZOO, "features": "classifier", "n_reference": {d: len(r) for d, r in refs.items()}}
+        cfg["zoo"] = {"fid": fids, "domains": domains, "features": refs[n].feature_kind,
+                      "n_reference": {d: len(refs[d]) for d in domains}}
         storage.write_json_atomic(path, cfg)
-        print(n, fids)
+        print(n, fids, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
