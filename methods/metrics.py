@@ -37,11 +37,33 @@ def _check(x: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError("each feature set needs at least 2 rows")
 
 
+def fid_low_rank(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """The same Frechet distance through the rows, for feature sets with fewer rows than features.
+
+    With A, B the centred rows (d x n, d x m) and S_x = A A^T / (n - 1), S_ref = B B^T / (m - 1),
+    the non-zero eigenvalues of S_x S_ref are those of (A^T B)(A^T B)^T / ((n - 1)(m - 1)), so
+    ``tr sqrt(S_x S_ref)`` is the nuclear norm of A^T B over sqrt((n - 1)(m - 1)): an n x m SVD
+    instead of the eigenvalues of a d x d product (2048 x 2048 for the Inception's features).
+    """
+    _check(x, ref)
+    a, b = x.double(), ref.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = a - mu_a, b - mu_b
+    scale = ((len(a) - 1) * (len(b) - 1)) ** 0.5
+    trace_sqrt = torch.linalg.svdvals(ca @ cb.T).sum() / scale
+    tr_a = ca.pow(2).sum() / (len(a) - 1)
+    tr_b = cb.pow(2).sum() / (len(b) - 1)
+    return max(0.0, float((mu_a - mu_b).pow(2).sum() + tr_a + tr_b - 2 * trace_sqrt))
+
+
 def fid(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """Frechet distance between N(mu_x, S_x) and N(mu_ref, S_ref), computed in float64."""
+    """Frechet distance between N(mu_x, S_x) and N(mu_ref, S_ref), computed in float64 (torchmetrics';
+    :func:`fid_low_rank`, the same quantity, when either set has fewer rows than features)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     _check(x, ref)
+    if min(len(x), len(ref)) < x.shape[1]:
+        return fid_low_rank(x, ref)
     metric = FrechetInceptionDistance(feature=_PassThrough(x.shape[1]), normalize=False)
     metric.update(ref.double(), real=True)
     metric.update(x.double(), real=False)

@@ -63,3 +63,17 @@ def test_all_metrics_reports_the_bandwidth_it_used():
 def test_mismatched_feature_sets_are_rejected():
     with pytest.raises(ValueError, match="equal d"):
         M.fid(torch.zeros(4, 3), torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("n,m,d", [(4, 6, 256), (40, 30, 64), (9, 9, 16)])
+def test_fid_through_the_rows_equals_torchmetrics_fid(n, m, d):
+    """Fewer rows than features: the nuclear-norm form equals torchmetrics' d x d eigenvalue form."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    g = torch.Generator().manual_seed(n + m + d)
+    x, ref = torch.randn(n, d, generator=g) * 1.5 + 0.3, torch.randn(m, d, generator=g)
+    metric = FrechetInceptionDistance(feature=M._PassThrough(d), normalize=False)
+    metric.update(ref.double(), real=True)
+    metric.update(x.double(), real=False)
+    assert M.fid_low_rank(x, ref) == pytest.approx(float(metric.compute()), rel=1e-6)
+    assert M.fid(x, ref) == M.fid_low_rank(x, ref)  # fid takes this path when n or m < d
