@@ -74,7 +74,7 @@ class MineGAN(Adapter):
                  miner_config: MinerConfig | None = None, mine_space: str | None = None):
         """``mine_space``: ``z`` or ``w`` (default: ``options.mine_space``, else ``z``); ``w`` needs a
         generator with a mapping network (:class:`~.base.NotApplicable`, a ValueError, otherwise)."""
-        self.mine_space = mine_space or getattr(options, "mine_space", None) or "z"
+        self.mine_space = mine_space or options.mine_space or "z"
         reason = mine_space_error(source.generator, self.mine_space)
         if reason:
             raise NotApplicable(reason)

@@ -47,7 +47,7 @@ def check(method: str, options: TransferOptions, *, critic_blocks: int, steps: i
                           allowed=L2SP_ON)
     if o.mining_steps is not None and not 0 <= o.mining_steps <= steps:
         raise OptionError(f"mining_steps {o.mining_steps} must lie in 0..steps ({steps})", option="mining_steps")
-    mine_space = getattr(o, "mine_space", None)
+    mine_space = o.mine_space
     if mine_space is not None and mine_space not in MINE_SPACES:
         raise OptionError(f"mine_space must be one of {', '.join(MINE_SPACES)}, got {mine_space!r}",
                           option="mine_space", allowed=MINE_SPACES)

@@ -76,7 +76,7 @@ def _minegan(source, images, options, *, seed, feature_fn=None) -> Adapter:
 
 def _mine_space(source: Source, options: TransferOptions) -> str | None:
     """minegan's mine_space w needs a generator with a mapping network (stylegan2)."""
-    return mine_space_error(source.generator, getattr(options, "mine_space", None) or "z")
+    return mine_space_error(source.generator, options.mine_space or "z")
 
 
 # the checks that need the method's options too: method -> check(source, options) -> reason | None
