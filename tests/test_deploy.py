@@ -61,6 +61,18 @@ def test_every_ray_version_in_deploy_equals_the_pyproject_pin():
     assert from_lines == [f"FROM rayproject/ray:{pin}-py311-gpu"]
 
 
+def _apt_packages(text: str) -> set[str]:
+    return {w for m in re.findall(r"apt-get install ([^&\n]+)", text) for w in m.split() if not w.startswith("-")}
+
+
+def test_the_image_installs_the_apt_packages_of_the_set_up():
+    """The emoji font and list (``emoji:`` specs) are apt packages: the image has what .ci/run and the README install."""
+    setup = _apt_packages((ROOT / ".ci" / "run").read_text())
+    assert setup >= {"fonts-noto-color-emoji", "unicode-data"}, setup
+    assert setup <= _apt_packages((DEPLOY / "Dockerfile").read_text().replace("\\\n", " "))
+    assert setup <= _apt_packages((ROOT / "README.md").read_text())
+
+
 def _containers(group: dict) -> list[dict]:
     return group["template"]["spec"]["containers"]
 

@@ -45,8 +45,9 @@ COLOUR_DOMAINS = {
     "emoji-buttons": "emoji-sub:" + ",".join(BUTTONS),
 }
 STYLEGAN2_RGB = ["--arch", "stylegan2", "--latent-dim", "64", "--g-width", "32", "--n-mlp", "4", "--lr", "2e-3",
-                 "--batch", "16", "--steps", "4000"]
-COLOUR = {"emoji-faces": STYLEGAN2_RGB, "emoji-flags": ["--steps", "6000"], "emoji-buttons": ["--steps", "6000"]}
+                 "--batch", "16"]
+COLOUR = {"emoji-faces": [*STYLEGAN2_RGB, "--steps", "4000"], "emoji-flags": [*STYLEGAN2_RGB, "--steps", "6000"],
+          "emoji-buttons": ["--steps", "6000"]}
 ZOO.update(COLOUR_DOMAINS)
 
 
