@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from . import augment as diffaug
 from . import losses, seeding
 from .nets import Critic, Generator
 
@@ -30,11 +31,14 @@ class TrainConfig(losses.AdversarialConfig):
     lr_d: float = 2e-4
     n_critic: int = 2
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of G's weights (G_ema)
+    # DiffAugment policy of what the critic sees ('': none; :mod:`.augment`), e.g. "translation,color".
+    augment: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_critic < 1:
             raise ValueError("n_critic must be >= 1")
+        diffaug.parse_policy(self.augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +98,9 @@ class GANTrainer:
         self.terms = terms or LossTerms()
         self.grad_sync = grad_sync
         self.rng = seeding.generator(cfg.seed, "gan-train", rank)
+        # Its own stream, so turning augmentation on or off leaves every other draw as it was.
+        self.policy = diffaug.parse_policy(cfg.augment)
+        self.aug_rng = seeding.generator(cfg.seed, "augment", rank)
         self.steps_done = 0
         # The averaged generator is what gets shipped: it is smoother than the last iterate.
         self.G_ema = copy.deepcopy(generator).eval() if cfg.ema_decay > 0 else None
@@ -116,6 +123,10 @@ class GANTrainer:
     def _latent(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.G.latent_dim, generator=self.rng)
 
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """What the critic sees of ``x``: the DiffAugment policy's transform (identity without one)."""
+        return diffaug.diff_augment(x, self.policy, self.aug_rng) if self.policy else x
+
     def _apply(self, opt: torch.optim.Optimizer | None, params: list[nn.Parameter], loss: torch.Tensor) -> None:
         if opt is None:
             return
@@ -129,7 +140,7 @@ class GANTrainer:
         real = self._batch(self.cfg.batch)
         with torch.no_grad():
             fake = self.G(self._latent(self.cfg.batch))
-        adv, pen = self.cfg.critic_loss(self.D, real, fake, self.rng)
+        adv, pen = self.cfg.critic_loss(self.D, self._augment(real), self._augment(fake), self.rng)
         total = adv + pen
         for term in self.terms.d_extra:
             total = total + term()
@@ -143,7 +154,7 @@ class GANTrainer:
 
     def generator_step(self) -> dict[str, float]:
         fake = self.G(self._latent(self.cfg.batch))
-        adv = self.cfg.generator_loss(self.D(fake))
+        adv = self.cfg.generator_loss(self.D(self._augment(fake)))
         total = adv
         for term in self.terms.g_extra:
             total = total + term()
@@ -169,7 +180,7 @@ class GANTrainer:
             "opt_g": None if self.opt_g is None else self.opt_g.state_dict(),
             "opt_d": None if self.opt_d is None else self.opt_d.state_dict(),
             "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
-            "rng": self.rng.get_state(), "steps_done": self.steps_done,
+            "rng": self.rng.get_state(), "aug_rng": self.aug_rng.get_state(), "steps_done": self.steps_done,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -182,4 +193,6 @@ class GANTrainer:
             if own is not None:
                 own.load_state_dict(saved)
         self.rng.set_state(state["rng"])
+        if "aug_rng" in state:  # states saved before augmentation existed had no such stream
+            self.aug_rng.set_state(state["aug_rng"])
         self.steps_done = int(state["steps_done"])

@@ -155,3 +155,10 @@ def test_an_out_whose_parent_is_a_file(argv, ckpt, capsys, tmp_path, one_line_er
     one_line_error(words, "--out", str(blocker), "file")
     assert blocker.read_text() == "a file, not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "ckpt"]
+
+
+def test_pretrain_unknown_augmentation_writes_nothing(capsys, tmp_path, one_line_error):
+    out = tmp_path / "run"
+    one_line_error(["pretrain", "--data", "mnist5k:7@20", "--out", str(out), "--steps", "1", "--augment", "flip"],
+                   "flip", "color, translation, cutout")
+    assert not out.exists()

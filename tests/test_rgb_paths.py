@@ -57,7 +57,7 @@ def test_each_colour_source_is_nearest_its_own_group_with_its_provenance(name):
     own = zoo["fid"][name]
     others = [v for d, v in zoo["fid"].items() if d != name]
     assert own < min(others), zoo["fid"]  # every colour source is nearest its own group
-    if name == "emoji-faces":  # and the faces StyleGAN2 by more than a factor of two (flags 0.51, buttons 0.99)
+    if name == "emoji-faces":  # and the faces StyleGAN2 by more than a factor of two (flags 0.51, buttons 0.89)
         assert own < 0.5 * min(others), zoo["fid"]
     from ganlode.orchestrator.artifacts.zoo import zoo_root
 

@@ -18,10 +18,15 @@ examples:
   ganlode pretrain --data animals:5-9 --out s3://bucket/zoo/animals-5to9 --workers 2
   ganlode pretrain --config runs/digits-0to4/run.yaml --seed 1 --out runs/digits-0to4-s1
   ganlode pretrain --data emoji:flags --arch stylegan2 --latent-dim 64 --g-width 32 --n-mlp 4 --lr 2e-3 --out runs/flags
+  ganlode pretrain --data emoji:flags --augment translation,color --out runs/flags-aug
 
 --arch stylegan2: --latent-dim is the style size (z and w), --g-width the channels at 4-32 px of G and
 D alike (rosinality's config F: 512), --n-mlp the mapping layers, --channel-multiplier the widths above
 32 px. Its resolution is the data's and must be a power of two from 32 px.
+
+--augment: DiffAugment (Zhao et al. 2020): real and generated images alike pass through the same
+kind of random, differentiable transform before the critic, so a critic trained on a few hundred
+images does not memorise them; the generator never learns the transform.
 
 DIR/run.yaml holds every option the model was trained with; --config DIR/run.yaml trains it
 again (flags given beside it win).
@@ -51,6 +56,9 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @options.loss("adversarial loss (default ns-r1)", default="ns-r1")
 @click.option("--n-critic", type=int, default=None, help=catalog.OPTION_HELP["n_critic"])
 @click.option("--r1-gamma", type=float, default=0.2, help="R1 penalty weight for ns-r1 (default 0.2)")
+@click.option("--augment", default="", metavar="POLICY",
+              help="DiffAugment of what the critic sees, a comma-separated subset of color, translation, cutout "
+                   "(default: none; for a few hundred images: translation,color)")
 @click.option("--ema", type=float, default=0.999, help="EMA decay of the saved generator's weights (default 0.999; 0: off)")
 @click.option("--arch", type=click.Choice(catalog.PRETRAIN_ARCHS), default="dcgan", show_default=True, help="architecture to train")
 @click.option("--latent-dim", type=int, default=32, help="latent size (default 32; stylegan2: the style size)")
