@@ -38,7 +38,12 @@ class TrainConfig(losses.AdversarialConfig):
         super().__post_init__()
         if self.n_critic < 1:
             raise ValueError("n_critic must be >= 1")
-        diffaug.parse_policy(self.augment)
+        self.augment_policy  # refuse an unknown policy when the settings are made, not at the first step
+
+    @property
+    def augment_policy(self) -> tuple[str, ...]:
+        """The transforms of ``augment`` (:func:`.augment.parse_policy`)."""
+        return diffaug.parse_policy(self.augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +104,7 @@ class GANTrainer:
         self.grad_sync = grad_sync
         self.rng = seeding.generator(cfg.seed, "gan-train", rank)
         # Its own stream, so turning augmentation on or off leaves every other draw as it was.
-        self.policy = diffaug.parse_policy(cfg.augment)
+        self.policy = cfg.augment_policy
         self.aug_rng = seeding.generator(cfg.seed, "augment", rank)
         self.steps_done = 0
         # The averaged generator is what gets shipped: it is smoother than the last iterate.
