@@ -44,6 +44,14 @@ class TransferOptions:
     distill_weight: float | None = None
     mining_steps: int | None = None
     mine_space: str | None = None
+    cdc_weight: float | None = None
+    cdc_layers: str | None = None
+    probe_steps: int | None = None
+    warmup_steps: int | None = None
+    fisher_every: int | None = None
+    fisher_samples: int | None = None
+    importance_quantile: float | None = None
+    prune_quantile: float | None = None
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -31,6 +31,14 @@ DEFAULT_MIN_GAIN = 1.0  # ...or that gain less than this many nats of log-likeli
 DEFAULT_FREEZE_DEPTH = 2
 DEFAULT_L2SP_WEIGHT = 0.01
 DEFAULT_DISTILL_WEIGHT = 1.0
+# CDC, AdAM and RICK: their papers' code's settings (methods/cdc.py, adam.py, rick.py); the Fisher
+# sample counts are smaller (their 1000 and 20 per estimate on a GPU; ours run on CPU too).
+DEFAULT_CDC_WEIGHT = 1000.0  # kl_wt
+DEFAULT_ADAM_QUANTILE = 50.0  # fisher_quantile
+DEFAULT_RICK_QUANTILE = 40.0  # the README's FFHQ -> Babies command
+DEFAULT_RICK_PRUNE = 0.1  # prune_quantile (a percentile: 0.1 %)
+DEFAULT_FISHER_EVERY = 50  # RICK's fisher_freq
+DEFAULT_FISHER_SAMPLES = {"adam": 64, "rick": 20}
 DEFAULT_TRANSFER_LR = 1e-4  # transfer moves gently from the source; scratch and latent fits set their own
 DEFAULT_BATCH = 64
 
@@ -46,9 +54,19 @@ OPTION_HELP: dict[str, str] = {
     "mining_steps": "MineGAN steps that train the miner alone before joint fine-tuning (default: half the steps)",
     "mine_space": "what MineGAN's miner outputs: z (default), or w between the mapping and synthesis networks "
                   "(stylegan2 only; the mapping network stays frozen)",
+    "cdc_weight": "weight of CDC's cross-domain distance consistency (default 1000)",
+    "cdc_layers": "generator feature layers CDC compares: all (default) or indices such as 1,2 (0: the latent side)",
+    "probe_steps": "AdAM's importance-probing steps before the main adaptation (default: a quarter of the steps)",
+    "warmup_steps": "RICK's steps that train only the critic's head first (default: a sixth of the steps)",
+    "fisher_every": "steps between RICK's Fisher re-estimates (default 50)",
+    "fisher_samples": "samples per empirical-Fisher estimate (default: adam 64, rick 20)",
+    "importance_quantile": "percentile (0-100) of filter importance above which AdAM modulates and RICK freezes "
+                           "(default: adam 50, rick 40)",
+    "prune_quantile": "percentile (0-100) of filter importance at or below which RICK prunes (default 0.1)",
 }
 
 _GAN = frozenset({"lr", "batch", "loss", "n_critic"})
+_FISHER = frozenset({"fisher_samples", "importance_quantile"})
 _FINETUNE = _GAN | {"freeze_depth", "l2sp_weight", "l2sp_on", "distill_weight"}
 
 
@@ -99,6 +117,18 @@ RECORDS: tuple[MethodRecord, ...] = (
     MethodRecord("minegan", "adversarial", _GAN | {"mining_steps", "mine_space"},
                  "MineGAN: a miner u -> z before the frozen G, then G and miner fine-tuned", needs_critic=True,
                  reference="Wang et al. 2020"),
+    MethodRecord("cdc", "adversarial", _GAN | {"cdc_weight", "cdc_layers"},
+                 "CDC: fine-tuning that keeps each sample's feature similarities to the others as the source's, "
+                 "with a patch-level critic away from anchor latents",
+                 defaults={"cdc_weight": DEFAULT_CDC_WEIGHT}, needs_critic=True, reference="Ojha et al. 2021"),
+    MethodRecord("adam", "adversarial", _GAN | _FISHER | {"probe_steps"},
+                 "AdAM: Fisher-probed important kernels modulated (their weights frozen), the others fine-tuned",
+                 defaults={"importance_quantile": DEFAULT_ADAM_QUANTILE, "fisher_samples": DEFAULT_FISHER_SAMPLES["adam"]},
+                 needs_critic=True, reference="Zhao et al. 2022"),
+    MethodRecord("rick", "adversarial", _GAN | _FISHER | {"warmup_steps", "fisher_every", "prune_quantile"},
+                 "RICK: fine-tuning whose filters are frozen or pruned by their Fisher importance, re-estimated as it goes",
+                 defaults={"importance_quantile": DEFAULT_RICK_QUANTILE, "fisher_samples": DEFAULT_FISHER_SAMPLES["rick"]},
+                 needs_critic=True, reference="Zhao et al. 2023"),
 )
 BY_NAME: dict[str, MethodRecord] = {r.name: r for r in RECORDS}
 METHODS: tuple[str, ...] = tuple(BY_NAME)
@@ -123,7 +153,9 @@ def defaults(method: str, *, loss: str, steps: int, critic_blocks: int | None) -
         "lr": DEFAULT_TRANSFER_LR, "batch": DEFAULT_BATCH, "loss": loss,
         "n_critic": LOSS_DEFAULTS[loss]["n_critic"], "freeze_depth": 0, "l2sp_weight": 0.0,
         "l2sp_on": "both", "distill_weight": 0.0, "mining_steps": steps // 2,
-        "mine_space": "z",
+        "mine_space": "z", "cdc_weight": DEFAULT_CDC_WEIGHT, "cdc_layers": "all", "probe_steps": steps // 4,
+        "warmup_steps": steps // 6, "fisher_every": DEFAULT_FISHER_EVERY, "fisher_samples": 32,
+        "importance_quantile": 50.0, "prune_quantile": DEFAULT_RICK_PRUNE,
     }
     common.update(r.defaults)
     if "freeze_depth" in r.defaults and critic_blocks is not None:

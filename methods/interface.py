@@ -14,7 +14,11 @@ checks for by name and, when missing, either does without or refuses in one line
 - ``pre_output(z)`` / ``fold_output_affine(scale, shift)``: the output layer's pre-activation,
   and a copy with a per-channel scale/shift written into that layer (BSA's output scale/shift);
 - ``fold_latent_affine(mean, chol)``: a copy whose output on eps equals G(mean + chol eps)
-  (GLO, BSA and AdaBN then export a plain generator; without it the export carries the map).
+  (GLO, BSA and AdaBN then export a plain generator; without it the export carries the map);
+- ``feature_layers()``: the generator's layers whose outputs are its intermediate features,
+  latent side first (CDC's distance consistency reads them);
+- ``FILTER_AXIS`` on a layer class of the architecture's own: the output-filter axis of its
+  ``weight`` (AdAM and RICK score and constrain filters; ``methods/kernels.py`` knows torch's).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 WGAN-GP (Gulrajani et al. 2017) and the non-saturating loss with R1 (Mescheder et al. 2018).
 Each takes critic outputs (and, for penalties, the critic and its inputs) and returns a scalar.
+A critic's output is one score per image (B,) or a map of patch scores per image (B x ...; CDC's
+patch critic): the adversarial terms average over every score, the penalties differentiate each
+image's mean score (for a (B,) output that is the score itself, bit for bit).
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ import torch.nn.functional as F
 from .catalog import LOSS_DEFAULTS, LOSSES
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
+
+
+def per_image(scores: torch.Tensor) -> torch.Tensor:
+    """One score per image: a patch map's mean (a (B,) output unchanged)."""
+    return scores if scores.ndim == 1 else scores.reshape(len(scores), -1).mean(1)
 
 
 def wgan_critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -38,7 +46,7 @@ def gradient_penalty(
     if alpha is None:
         alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=generator, dtype=real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(critic(x_hat)).sum(), x_hat, create_graph=True)
     norms = grad.flatten(1).norm(2, dim=1)
     return weight * ((norms - 1) ** 2).mean()
 
@@ -56,7 +64,7 @@ def ns_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
 def r1_penalty(critic: Critic, real: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     """gamma/2 * E[||grad_x D(x)||^2] on real data."""
     x = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(critic(x)).sum(), x, create_graph=True)
     return 0.5 * gamma * grad.flatten(1).pow(2).sum(1).mean()
 
 
@@ -105,6 +113,10 @@ class AdversarialConfig:
             alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng).to(real.device)
             return wgan_critic_loss(d_real, d_fake), gradient_penalty(critic, real, fake, self.gp_weight, alpha=alpha)
         return ns_critic_loss(d_real, d_fake), r1_penalty(critic, real, self.r1_gamma)
+
+    def adversarial_critic_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        """The critic's adversarial term alone, without its penalty (what the Fisher of AdAM and RICK reads)."""
+        return wgan_critic_loss(d_real, d_fake) if self.loss == "wgan-gp" else ns_critic_loss(d_real, d_fake)
 
     def generator_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
         return wgan_generator_loss(d_fake) if self.loss == "wgan-gp" else ns_generator_loss(d_fake)

@@ -8,6 +8,12 @@
 - MV (mean variance): the mean per-dimension variance of the samples' features divided by
   that of the reference, tr(Cov_x) / tr(Cov_ref). 1 means the samples are as diverse as the
   reference; below 1, mode dropping; above 1, spread beyond the target.
+- Intra-cluster diversity (``intra_div``; Ojha et al. 2021's intra-LPIPS, on the protocol's
+  features because no LPIPS weights install offline here): every sample joins the cluster of
+  its nearest training image; the mean pairwise distance among a cluster's members, averaged
+  over the clusters with two members or more, divided by the reference's median pairwise
+  distance (the KMMD bandwidth) so that about 1 is "as varied as the target itself" and 0 is
+  "every sample a copy of its training image".
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-FID, KMMD, MV = "fid", "kmmd", "mv"
-METRICS = (FID, KMMD, MV)
+FID, KMMD, MV, DIVERSITY = "fid", "kmmd", "mv", "intra_div"
+METRICS = (FID, KMMD, MV)  # every score has these; DIVERSITY where the training images are known
 
 
 class _PassThrough(nn.Module):
@@ -98,3 +104,14 @@ def mv(x: torch.Tensor, ref: torch.Tensor) -> float:
 def all_metrics(x: torch.Tensor, ref: torch.Tensor, bandwidth: float | None = None) -> dict[str, float]:
     sigma = kmmd_bandwidth(ref) if bandwidth is None else bandwidth
     return {FID: fid(x, ref), KMMD: kmmd(x, ref, sigma), MV: mv(x, ref), "kmmd_bandwidth": sigma}
+
+
+def intra_cluster_diversity(x: torch.Tensor, train: torch.Tensor) -> float:
+    """Mean pairwise distance within the clusters of ``x`` around their nearest ``train`` rows (clusters of
+    one sample left out; 0 when no cluster has two). Raw feature distances: divide by a scale to compare."""
+    if x.dim() != 2 or train.dim() != 2 or x.shape[1] != train.shape[1] or not len(train):
+        raise ValueError(f"feature sets must be N x d with equal d, got {tuple(x.shape)} and {tuple(train.shape)}")
+    x, train = x.double(), train.double()
+    cluster = torch.cdist(x, train).argmin(1)
+    spreads = [torch.pdist(x[cluster == c]).mean() for c in cluster.unique() if int((cluster == c).sum()) >= 2]
+    return float(torch.stack(spreads).mean()) if spreads else 0.0

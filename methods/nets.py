@@ -80,6 +80,11 @@ class Generator(ConfigGenerator, nn.Module):
 
     # ---- optional capabilities of the interface (methods/interface.py)
 
+    def feature_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are G's intermediate features, latent side first: the projected
+        start grid, then each upsampling stage (after its activation)."""
+        return [self.fc, *[m for m in self.up if isinstance(m, nn.ReLU)]]
+
     def pre_output(self, z: torch.Tensor) -> torch.Tensor:
         """The output conv's result before the final tanh."""
         h = self.fc(z).view(z.shape[0], self.top, self.start, self.start)

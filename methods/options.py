@@ -47,6 +47,23 @@ def check(method: str, options: TransferOptions, *, critic_blocks: int, steps: i
                           allowed=L2SP_ON)
     if o.mining_steps is not None and not 0 <= o.mining_steps <= steps:
         raise OptionError(f"mining_steps {o.mining_steps} must lie in 0..steps ({steps})", option="mining_steps")
+    for name in ("probe_steps", "warmup_steps"):
+        v = getattr(o, name)
+        if v is not None and not 0 <= v <= steps:
+            raise OptionError(f"{name} {v} must lie in 0..steps ({steps})", option=name)
+    for name in ("fisher_every", "fisher_samples"):
+        v = getattr(o, name)
+        if v is not None and v < 1:
+            raise OptionError(f"{name} must be >= 1, got {v}", option=name)
+    if o.cdc_weight is not None and not o.cdc_weight >= 0:
+        raise OptionError(f"cdc_weight must be >= 0, got {o.cdc_weight}", option="cdc_weight")
+    for name in ("importance_quantile", "prune_quantile"):
+        v = getattr(o, name)
+        if v is not None and not 0 <= v <= 100:
+            raise OptionError(f"{name} is a percentile and must lie in 0..100, got {v}", option=name)
+    if o.prune_quantile is not None and o.importance_quantile is not None and o.prune_quantile > o.importance_quantile:
+        raise OptionError(f"prune_quantile {o.prune_quantile} is above importance_quantile {o.importance_quantile}: "
+                          "pruned filters are the least important ones", option="prune_quantile")
     mine_space = o.mine_space
     if mine_space is not None and mine_space not in MINE_SPACES:
         raise OptionError(f"mine_space must be one of {', '.join(MINE_SPACES)}, got {mine_space!r}",

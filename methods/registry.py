@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import adabn, architectures, bsa, catalog, finetune, glo, minegan
+from . import adabn, adam, architectures, bsa, catalog, cdc, finetune, glo, minegan, rick
 from .miner import mine_space_error
 from .catalog import MethodRecord
 from .base import Adapter, FeatureFn, NotApplicable, OptionError, Source, TransferOptions
@@ -79,8 +79,27 @@ def _mine_space(source: Source, options: TransferOptions) -> str | None:
     return mine_space_error(source.generator, options.mine_space or "z")
 
 
+def _cdc_layers(source: Source, options: TransferOptions) -> str | None:
+    """cdc_layers must name feature layers the source generator has."""
+    layers = cdc.feature_layers(source.generator)
+    try:
+        cdc.parse_layers(options.cdc_layers, len(layers or ()))
+    except OptionError as e:
+        return str(e)
+    return None
+
+
+def _adversarial(cls) -> Builder:
+    return lambda source, images, options, *, seed, feature_fn=None: cls(source, images, options, seed=seed)
+
+
+def _sees_filters(name: str) -> Applies:
+    return lambda source: (lambda r: r.format(method=name) if r else None)(rick.applies(source))
+
+
 # the checks that need the method's options too: method -> check(source, options) -> reason | None
-_OPTION_APPLIES: dict[str, Callable[[Source, TransferOptions], "str | None"]] = {"minegan": _mine_space}
+_OPTION_APPLIES: dict[str, Callable[[Source, TransferOptions], "str | None"]] = {"minegan": _mine_space,
+                                                                                  "cdc": _cdc_layers}
 
 _BUILDERS: dict[str, tuple[Builder, Applies]] = {
     "scratch": (_finetune("scratch"), _fresh_architecture),
@@ -92,6 +111,9 @@ _BUILDERS: dict[str, tuple[Builder, Applies]] = {
     "bsa": (_latent(bsa.BSA), _needs_batchnorm("bsa", "adapts the scale/shift of normalisation layers")),
     "glo": (_latent(glo.GLO), _always),
     "minegan": (_minegan, _always),
+    "cdc": (_adversarial(cdc.CDC), cdc.applies),
+    "adam": (_adversarial(adam.AdAM), _sees_filters("adam")),
+    "rick": (_adversarial(rick.RICK), _sees_filters("rick")),
 }
 if set(_BUILDERS) != set(catalog.METHODS):  # a record without a builder, or the reverse
     raise ImportError(f"registry and catalogue disagree: {sorted(set(_BUILDERS) ^ set(catalog.METHODS))}")

@@ -78,6 +78,8 @@ class GANTrainer:
         terms: extra loss terms.
         grad_sync: called on the list of parameters after each backward (data parallel).
         rank: worker rank; offsets the RNG so workers draw different batches.
+        g_guard, d_guard: per-filter constraints (:class:`~.kernels.FilterGuard`: ``before()`` and
+            ``after()`` around each optimiser step of G or D; AdAM's and RICK's frozen and pruned filters).
     """
 
     def __init__(
@@ -92,6 +94,8 @@ class GANTrainer:
         terms: LossTerms | None = None,
         grad_sync: Callable[[list[nn.Parameter]], None] | None = None,
         rank: int = 0,
+        g_guard: Any = None,
+        d_guard: Any = None,
     ):
         if len(images) == 0:
             raise ValueError("the training set is empty")
@@ -102,6 +106,7 @@ class GANTrainer:
         self.opt_d = make_adam(self.d_params, cfg.lr_d, cfg)
         self.terms = terms or LossTerms()
         self.grad_sync = grad_sync
+        self.g_guard, self.d_guard = g_guard, d_guard
         self.rng = seeding.generator(cfg.seed, "gan-train", rank)
         # Its own stream, so turning augmentation on or off leaves every other draw as it was.
         self.policy = cfg.augment_policy
@@ -132,14 +137,19 @@ class GANTrainer:
         """What the critic sees of ``x``: the DiffAugment policy's transform (identity without one)."""
         return diffaug.diff_augment(x, self.policy, self.aug_rng) if self.policy else x
 
-    def _apply(self, opt: torch.optim.Optimizer | None, params: list[nn.Parameter], loss: torch.Tensor) -> None:
+    def _apply(self, opt: torch.optim.Optimizer | None, params: list[nn.Parameter], loss: torch.Tensor,
+               guard: Any = None) -> None:
         if opt is None:
             return
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_sync is not None:
             self.grad_sync(params)
+        if guard is not None:
+            guard.before()
         opt.step()
+        if guard is not None:
+            guard.after()
 
     def critic_step(self) -> dict[str, float]:
         real = self._batch(self.cfg.batch)
@@ -154,7 +164,7 @@ class GANTrainer:
         # Critic gradients must not leak into G's (frozen) parameters: fake was made under no_grad.
         for p in self.G.parameters():
             p.grad = None
-        self._apply(self.opt_d, self.d_params, total)
+        self._apply(self.opt_d, self.d_params, total, self.d_guard)
         return {"d_loss": float(adv.detach()), "penalty": float(pen.detach())}
 
     def generator_step(self) -> dict[str, float]:
@@ -163,7 +173,7 @@ class GANTrainer:
         total = adv
         for term in self.terms.g_extra:
             total = total + term()
-        self._apply(self.opt_g, self.g_params, total)
+        self._apply(self.opt_g, self.g_params, total, self.g_guard)
         for p in self.D.parameters():  # G's backward passed through D; drop those grads
             p.grad = None
         return {"g_loss": float(adv.detach())}

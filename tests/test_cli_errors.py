@@ -162,3 +162,18 @@ def test_pretrain_unknown_augmentation_writes_nothing(capsys, tmp_path, one_line
     one_line_error(["pretrain", "--data", "mnist5k:7@20", "--out", str(out), "--steps", "1", "--augment", "flip"],
                    "flip", "color, translation, cutout")
     assert not out.exists()
+
+
+def test_pretrain_select_every_needs_a_validation_split(capsys, tmp_path, one_line_error):
+    """Model selection reads the validation split; data too small to hold one out is refused before training."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    one_line_error(["pretrain", "--data", str(folder), "--out", str(out), "--steps", "1", "--select-every", "1"],
+                   "validation", "4 or more")
+    assert not out.exists()

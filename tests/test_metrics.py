@@ -77,3 +77,14 @@ def test_fid_through_the_rows_equals_torchmetrics_fid(n, m, d):
     metric.update(x.double(), real=False)
     assert M.fid_low_rank(x, ref) == pytest.approx(float(metric.compute()), rel=1e-6)
     assert M.fid(x, ref) == M.fid_low_rank(x, ref)  # fid takes this path when n or m < d
+
+
+def test_intra_cluster_diversity_is_the_mean_spread_of_each_training_images_cluster():
+    train = torch.tensor([[0.0, 0.0], [10.0, 0.0], [50.0, 50.0]], dtype=torch.float64)
+    x = torch.tensor([[0.0, 1.0], [0.0, -1.0], [0.2, 0.0], [10.0, 0.0], [10.0, 3.0], [10.0, 4.0], [49.0, 50.0]], dtype=torch.float64)
+    near0 = (2.0 + 2 * (0.04 + 1.0) ** 0.5) / 3  # the three pairs around (0, 0)
+    near1 = (3.0 + 4.0 + 1.0) / 3  # around (10, 0); the lone sample near (50, 50) is no cluster
+    assert M.intra_cluster_diversity(x, train) == pytest.approx((near0 + near1) / 2, rel=1e-12)
+    copies = torch.cat([train, train])  # two exact copies of every training image: no diversity at all
+    assert M.intra_cluster_diversity(copies, train) == 0.0
+    assert M.intra_cluster_diversity(train, train) == 0.0  # one sample per cluster: none counts

@@ -24,6 +24,9 @@ OPTIONS = {
     "adabn": {},
     "bsa": {"batch": 8},
     "glo": {"batch": 8},
+    "cdc": {"batch": 8, "n_critic": 1},
+    "adam": {"batch": 8, "n_critic": 1, "probe_steps": 2, "fisher_samples": 4},  # killed across the phase change
+    "rick": {"batch": 8, "n_critic": 1, "warmup_steps": 1, "fisher_every": 2, "fisher_samples": 4},
 }
 RUN = dict(steps=4, eval_every=1, eval_n=16, show_progress=False, seed=3)
 

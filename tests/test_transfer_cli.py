@@ -24,6 +24,9 @@ METHOD_ARGS = {
     "adabn": [],
     "bsa": ["--batch", "8"],
     "glo": ["--batch", "8"],
+    "cdc": ["--batch", "8", "--n-critic", "1", "--cdc-layers", "0,2"],
+    "adam": ["--batch", "8", "--n-critic", "1", "--probe-steps", "1", "--fisher-samples", "4"],
+    "rick": ["--batch", "8", "--n-critic", "1", "--warmup-steps", "1", "--fisher-every", "1", "--fisher-samples", "4"],
 }
 
 
@@ -62,7 +65,7 @@ def test_every_method_runs_and_its_run_is_scored_by_eval(method, source, tmp_pat
     rows = _rows(run)
     assert sorted({r["step"] for r in rows if r["split"] == "val"}) == [0, 1, 2]  # model selection: validation
     assert 2 in {r["step"] for r in rows if r["split"] == "test"}  # the final model, scored once on test
-    assert {r["metric"] for r in rows} >= {"fid", "kmmd", "mv"}
+    assert {r["metric"] for r in rows} >= {"fid", "kmmd", "mv", "intra_div"}  # every score: its diversity too
     assert all(r["method"] == method and r["n"] == 16 and r["target"] == TARGET for r in rows)
     final = {r["metric"]: r["value"] for r in rows if r["step"] == 2 and r["split"] == "test"}
 

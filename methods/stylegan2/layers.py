@@ -131,6 +131,8 @@ class EqualLinear(nn.Module):
     ``activation=True``: the fused leaky ReLU follows (its bias is this layer's bias).
     """
 
+    FILTER_AXIS = 0  # the weight is out x in (methods/kernels.py)
+
     def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
                  activation: bool = False):
         super().__init__()
@@ -148,6 +150,8 @@ class EqualLinear(nn.Module):
 
 class EqualConv2d(nn.Module):
     """A conv with equalized learning rate: the weight times ``1 / sqrt(in * k^2)`` at run time."""
+
+    FILTER_AXIS = 0  # the weight is out x in x k x k
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  bias: bool = True):
@@ -167,6 +171,8 @@ class ModulatedConv2d(nn.Module):
 
     ``upsample``: a stride-2 transposed conv followed by the blur (pad chosen so 2H x 2W comes out).
     """
+
+    FILTER_AXIS = 1  # the weight is 1 x out x in x k x k
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True,
                  upsample: bool = False, blur_kernel: Sequence[int] = BLUR_KERNEL):

@@ -122,6 +122,10 @@ class Generator(ConfigGenerator, nn.Module):
         """G(z) = synthesis(mapping(z)); ``input_is_w``: ``z`` is w already (B x style_dim or B x n_latent x style_dim)."""
         return self.synthesis(z if input_is_w else self.mapping(z), randomize_noise=randomize_noise)
 
+    def feature_layers(self) -> list[nn.Module]:
+        """The styled convs in synthesis order (4 px first): their outputs are G's intermediate features."""
+        return [self.conv1, *self.convs]
+
     # ---- w space
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:

@@ -30,9 +30,13 @@ METHOD_SECTION = "Method options (an option the method does not take is an error
 _METHOD_TYPES: dict[str, Any] = {
     "lr": float, "batch": int, "loss": click.Choice(catalog.LOSSES), "n_critic": int, "freeze_depth": int,
     "l2sp_weight": float, "l2sp_on": click.Choice(catalog.L2SP_ON), "distill_weight": float, "mining_steps": int,
-    "mine_space": click.Choice(catalog.MINE_SPACES),
+    "mine_space": click.Choice(catalog.MINE_SPACES), "cdc_weight": float, "cdc_layers": str, "probe_steps": int,
+    "warmup_steps": int, "fisher_every": int, "fisher_samples": int, "importance_quantile": float,
+    "prune_quantile": float,
 }
-_METAVARS = {"freeze_depth": "K", "l2sp_weight": "A", "distill_weight": "B", "mining_steps": "M"}
+_METAVARS = {"freeze_depth": "K", "l2sp_weight": "A", "distill_weight": "B", "mining_steps": "M", "cdc_weight": "W",
+             "cdc_layers": "LIST", "probe_steps": "P", "warmup_steps": "S", "fisher_every": "N", "fisher_samples": "N",
+             "importance_quantile": "Q", "prune_quantile": "Q"}
 
 
 def flag(name: str) -> str:

@@ -19,6 +19,7 @@ examples:
   ganlode pretrain --config runs/digits-0to4/run.yaml --seed 1 --out runs/digits-0to4-s1
   ganlode pretrain --data emoji:flags --arch stylegan2 --latent-dim 64 --g-width 32 --n-mlp 4 --lr 2e-3 --out runs/flags
   ganlode pretrain --data emoji:flags --augment translation,color --out runs/flags-aug
+  ganlode pretrain --data emoji:flags --steps 20000 --select-every 2000 --out runs/flags-long
 
 --arch stylegan2: --latent-dim is the style size (z and w), --g-width the channels at 4-32 px of G and
 D alike (rosinality's config F: 512), --n-mlp the mapping layers, --channel-multiplier the widths above
@@ -27,6 +28,10 @@ D alike (rosinality's config F: 512), --n-mlp the mapping layers, --channel-mult
 --augment: DiffAugment (Zhao et al. 2020): real and generated images alike pass through the same
 kind of random, differentiable transform before the critic, so a critic trained on a few hundred
 images does not memorise them; the generator never learns the transform.
+
+--select-every N: every N steps and after the last, the generator as it would be saved is scored
+(FID) on the data's validation split; the best step's weights are saved, its test-split FID is the
+reported one, and DIR/config.json lists every validation score under "selection".
 
 DIR/run.yaml holds every option the model was trained with; --config DIR/run.yaml trains it
 again (flags given beside it win).
@@ -59,6 +64,9 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @click.option("--augment", default="", metavar="POLICY",
               help="DiffAugment of what the critic sees, a comma-separated subset of color, translation, cutout "
                    "(default: none; for a few hundred images: translation,color)")
+@click.option("--select-every", type=click.IntRange(min=0), default=0, metavar="N",
+              help="every N steps, and after the last, score the saved generator on the data's validation split "
+                   "and keep the best step (default 0: keep the last)")
 @click.option("--ema", type=float, default=0.999, help="EMA decay of the saved generator's weights (default 0.999; 0: off)")
 @click.option("--arch", type=click.Choice(catalog.PRETRAIN_ARCHS), default="dcgan", show_default=True, help="architecture to train")
 @click.option("--latent-dim", type=int, default=32, help="latent size (default 32; stylegan2: the style size)")
@@ -75,12 +83,14 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @options.force_unlock()
 @click.pass_context
 def command(ctx: click.Context, data: str, out: str, steps: int, arch: str, latent_dim: int, g_width: int,
-            d_width: int | None, n_mlp: int, channel_multiplier: int, workers: int, threads: int | None, fp16: bool, no_progress: bool, force_unlock: bool, **train: Any) -> int:
+            d_width: int | None, n_mlp: int, channel_multiplier: int, workers: int, threads: int | None, fp16: bool,
+            no_progress: bool, force_unlock: bool, select_every: int, **train: Any) -> int:
     from ..pipelines.pretrain import run_pretrain
 
     result = run_pretrain(data, out, train_config(**train), steps, arch=arch, latent_dim=latent_dim, g_width=g_width,
                           d_width=d_width, n_mlp=n_mlp, channel_multiplier=channel_multiplier, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress,
-                          **unlock_kwargs(run_pretrain, force_unlock))
+                          select_every=select_every, **unlock_kwargs(run_pretrain, force_unlock))
     runconfig.write_run_config(ctx, out)
-    print(f"wrote {out} ({result.wall_s:.0f} s; FID vs held-out {data}: {result.metrics.get('fid', float('nan')):.2f})")
+    kept = f", step {result.kept_step} of {steps} kept on validation" if select_every else ""
+    print(f"wrote {out} ({result.wall_s:.0f} s; FID vs held-out {data}: {result.metrics.get('fid', float('nan')):.2f}{kept})")
     return 0

@@ -54,6 +54,9 @@ examples:
   ganlode transfer --source zoo:digits-0to4 --target mnist5k:7@100 --method l2sp --l2sp-weight 0.1 --out runs/l7
   ganlode transfer --source zoo:animals-0to4 --target animals:horse@100 --method minegan --mining-steps 300 \\
       --steps 600 --out s3://bucket/runs/horse-mine
+  ganlode transfer --source zoo:emoji-faces --target emoji-sub:cat-face@10 --method rick --steps 600 --out runs/rick
+  ganlode transfer --source zoo:emoji-faces --target emoji-sub:cat-face@10 --method cdc --cdc-layers 1,2,3 \\
+      --out runs/cdc
   ganlode transfer --resume runs/ft7        continue a killed run; every setting comes from the run
   ganlode transfer --config runs/ft7/run.yaml --out runs/ft7-again   the same settings again
   ganlode transfer --config runs/ft7/run.yaml --steps 1000 --out runs/ft7-long --json

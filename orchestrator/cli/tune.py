@@ -21,6 +21,8 @@ default search spaces (override with --space FILE, YAML or JSON; a file replaces
                  trains finetune with those options together); finetune searches all three
   minegan        mining_steps randint 0..--steps, lr
   mine           (two or more --source) mining_steps, lr_miner loguniform 1e-4..1e-2, lr
+  cdc            cdc_weight loguniform 1e1..1e4, lr
+  adam, rick     importance_quantile uniform 25..75, lr
   scratch, adabn, bsa, glo: lr
   file format:   freeze_depth: {randint: [0, 3]}     lr: {loguniform: [1.0e-5, 1.0e-3]}
                  l2sp_on: {choice: [g, d, both]}      batch: 32   (a plain value is fixed)

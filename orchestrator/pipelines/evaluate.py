@@ -91,7 +91,10 @@ def _evaluate(path: str, target: str | None, n: int | None, feature_kind: str, s
     # a model trained on a converted target (--convert-target) is scored against its target converted alike
     recorded = config.get("target_conversion") if given is None else None
     convert = Conversion.from_dict(recorded) if isinstance(recorded, dict) else None
-    ref = protocol.reference(target, n=n, feature_kind=feature_kind, split=split, convert=convert)
+    # a run's own target: its seed drew its training images, so the score adds their intra-cluster diversity
+    run_seed = config.get("seed") if where.run is not None and given is None else None
+    ref = protocol.reference(target, n=n, feature_kind=feature_kind, split=split, convert=convert,
+                             train_seed=run_seed if isinstance(run_seed, int) else None)
     values = protocol.score(model.sampler, ref, seed=seed)
     feature_kind = ref.feature_kind  # auto resolved by the reference images
     appended_to = None

@@ -424,7 +424,7 @@ def _mine(plan: _Plan, t0: float, *, target: str, gpus_per_source: float | None,
     truth = true_shares([c.config for c in plan.ckpts], plan.target)
     t_refs = time.perf_counter()
     refs = {split: protocol.reference(target, n=eval_n, feature_kind=plan.record.features, split=split,
-                                      convert=plan.conversion)
+                                      convert=plan.conversion, train_seed=plan.cfg.seed)
             for split in protocol.EVAL_SPLITS}
     if show_progress:
         print(protocol.cost_line(refs, time.perf_counter() - t_refs), file=sys.stderr)

@@ -10,6 +10,8 @@ same as DDP's (a mean of per-worker gradients).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 import sys
@@ -31,7 +33,7 @@ from ..artifacts import checkpoint
 from ..artifacts.records import ModelRecord
 from ..artifacts.rundir import CHECKPOINT_SAMPLES, WEIGHTS_FILE, command_line
 from ..cluster import ensure_ray
-from ..data.spec import load_target
+from ..data.spec import eval_reference, load_target
 from ..errors import UserError
 from ..evaluation import protocol
 from ..progress import Progress
@@ -46,6 +48,85 @@ class PretrainResult:
     critic: Critic
     history: list[dict[str, float]]
     wall_s: float
+    selection: dict[str, Any] | None = None  # ``--select-every``: the validation scores and the step kept
+
+
+@dataclass
+class Selection:
+    """Model selection while pretraining (``--select-every``): every ``every`` steps, and after the
+    last, the generator as it would be saved is scored on the data's **validation** split, and the
+    best-scoring one (with the critic of that step) is what the run keeps. It draws from the
+    protocol's own sample stream, so training is the same draw for draw with it or without it."""
+
+    data: str
+    every: int
+    seed: int = 0
+
+    def scorer(self) -> Callable[[Generator], float]:
+        from ..artifacts.sampling import generator_sampler
+
+        ref = protocol.reference(self.data, split=protocol.SELECTION_SPLIT)
+        return lambda g: float(protocol.score(generator_sampler(g), ref, seed=self.seed)["fid"])
+
+
+PRETRAIN_STATE = "pretrain-state.pt"  # OUT/pretrain-state.pt while an in-process run trains
+PRETRAIN_STATE_FORMAT = "ganlode-pretrain-state/1"
+CHECKPOINT_EVERY = 1000  # steps between saved states
+
+
+@dataclass
+class Resumable:
+    """Where an in-process pretraining run keeps its state every ``every`` steps, and the settings a
+    state must have been saved with to be continued (everything but the number of steps, which
+    may grow: training draws do not depend on it). Written with ``torch.save``, read with
+    ``weights_only=True``; the published checkpoint replaces the folder, state included."""
+
+    path: str
+    settings: dict[str, Any]
+    every: int = CHECKPOINT_EVERY
+
+    def save(self, step: int, trainer: GANTrainer, history: list, scores: list, best) -> None:
+        import io
+
+        blob = {"format": PRETRAIN_STATE_FORMAT, "step": step, "settings": self.settings,
+                "trainer": trainer.state_dict(), "history": history, "scores": scores,
+                "best": None if best is None else {"fid": best[0], "step": best[1],
+                                                    "generator": best[2].state_dict(), "critic": best[3].state_dict()}}
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        storage.write_bytes_atomic(self.path, buf.getvalue())
+
+    def load(self, steps: int) -> dict[str, Any] | None:
+        """The saved state (None: none); UserError if it is unreadable, of other settings, or past ``steps``."""
+        import io
+
+        if not storage.exists(self.path):
+            return None
+        try:
+            blob = torch.load(io.BytesIO(storage.read_bytes(self.path)), weights_only=True)
+        except Exception as e:  # truncated or foreign; weights_only runs no code
+            raise UserError(f"{self.path} is not a readable pretraining state ({str(e).splitlines()[0][:80]}): "
+                            "delete it to start over") from None
+        if not isinstance(blob, dict) or blob.get("format") != PRETRAIN_STATE_FORMAT:
+            raise UserError(f"{self.path} is not a {PRETRAIN_STATE_FORMAT} file: delete it to start over")
+        if blob["settings"] != self.settings:
+            differ = sorted(k for k in set(blob["settings"]) | set(self.settings)
+                            if blob["settings"].get(k) != self.settings.get(k))
+            raise UserError(f"{self.path} holds an unfinished pretraining run with other {', '.join(differ)}: "
+                            "give the same options to continue it, or another --out")
+        if int(blob["step"]) >= steps:
+            raise UserError(f"{self.path} is at step {blob['step']}, not below --steps {steps}: raise --steps to "
+                            "continue it")
+        return blob
+
+
+def _saved_form(trainer: GANTrainer, generator: Generator, seed: int, *, copy_it: bool) -> Generator:
+    """The generator a run saves: the EMA weights with their own BatchNorm statistics (else the last iterate)."""
+    if trainer.G_ema is None:
+        return copy.deepcopy(generator) if copy_it else generator
+    # The averaged weights' own activation statistics, not the last iterate's.
+    latents = torch.randn(2048, trainer.G_ema.latent_dim, generator=seeding.generator(seed, "bn-statistics"))
+    return adapt_batchnorm(copy.deepcopy(trainer.G_ema) if copy_it else trainer.G_ema, latents)
 
 
 def pretrain_arch(name: str, *, resolution: int, channels: int, latent_dim: int, g_width: int,
@@ -86,24 +167,54 @@ def _run_loop(
     grad_sync=None,
     progress: Progress | None = None,
     log_every: int = 50,
-) -> tuple[Generator, Critic, list[dict[str, float]]]:
+    selection: Selection | None = None,
+    resumable: Resumable | None = None,
+) -> tuple[Generator, Critic, list[dict[str, float]], dict[str, Any] | None]:
     generator, critic = init_gan(arch, tcfg.seed)
     shard = images[rank::world_size]
     per_worker = max(1, math.ceil(tcfg.batch / world_size))
     local_cfg = TrainConfig(**{**tcfg.to_dict(), "batch": per_worker})
     trainer = GANTrainer(generator, critic, shard, local_cfg, grad_sync=grad_sync, rank=rank)
     history = []
-    for step in range(1, steps + 1):
+    scorer = selection.scorer() if selection is not None else None
+    scores: list[dict[str, float]] = []
+    best: tuple[float, int, Generator, Critic] | None = None
+    start = 1
+    saved = resumable.load(steps) if resumable is not None else None
+    if saved is not None:  # a killed run: continue it, draw for draw
+        trainer.load_state_dict(saved["trainer"])
+        history, scores, start = list(saved["history"]), list(saved["scores"]), int(saved["step"]) + 1
+        if saved["best"] is not None:
+            g_best = copy.deepcopy(trainer.G_ema if trainer.G_ema is not None else generator)
+            g_best.load_state_dict(saved["best"]["generator"])
+            d_best = copy.deepcopy(critic)
+            d_best.load_state_dict(saved["best"]["critic"])
+            best = (float(saved["best"]["fid"]), int(saved["best"]["step"]), g_best.eval(), d_best)
+        print(f"pretrain: continuing the unfinished run in {resumable.path} at step {start - 1}", file=sys.stderr)
+        if progress is not None:
+            progress.update(start - 1)
+    for step in range(start, steps + 1):
         stats = trainer.step()
         if step % log_every == 0 or step == steps:
             history.append({"step": step, **stats})
         if progress is not None:
             progress.update(1, **stats)
-    if trainer.G_ema is None:
-        return generator, critic, history
-    # The averaged weights' own activation statistics, not the last iterate's.
-    latents = torch.randn(2048, trainer.G_ema.latent_dim, generator=seeding.generator(tcfg.seed, "bn-statistics"))
-    return adapt_batchnorm(trainer.G_ema, latents), critic, history
+        if scorer is not None and (step % selection.every == 0 or step == steps):
+            snapshot = _saved_form(trainer, generator, tcfg.seed, copy_it=True)
+            fid = scorer(snapshot)
+            scores.append({"step": step, "val_fid": round(fid, 3)})
+            if best is None or fid < best[0]:
+                best = (fid, step, snapshot, copy.deepcopy(critic))
+            if progress is not None:
+                progress.write(f"step {step}: FID vs validation {fid:.2f}" + (" (best)" if best[1] == step else
+                                                                               f" (best {best[0]:.2f} at {best[1]})"))
+        if resumable is not None and step % resumable.every == 0 and step < steps:
+            resumable.save(step, trainer, history, scores, best)
+    if best is not None:
+        record = {"every": selection.every, "split": protocol.SELECTION_SPLIT, "metric": "fid", "step": best[1],
+                  "scores": scores}
+        return best[2], best[3], history, record
+    return _saved_form(trainer, generator, tcfg.seed, copy_it=False), critic, history, None
 
 
 def pretrain_local(
@@ -114,14 +225,18 @@ def pretrain_local(
     *,
     threads: int | None = None,
     show_progress: bool = True,
+    selection: Selection | None = None,
+    resumable: Resumable | None = None,
 ) -> PretrainResult:
-    """Train in this process. ``threads`` pins torch's intra-op threads (None: leave as is)."""
+    """Train in this process. ``threads`` pins torch's intra-op threads (None: leave as is); with
+    ``resumable`` the state is saved every ``resumable.every`` steps, and a saved one is continued."""
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
     with Progress(steps, "pretrain", enabled=show_progress) as progress:
-        g, d, history = _run_loop(images, arch, tcfg, steps, progress=progress)
-    return PretrainResult(g, d, history, time.time() - t0)
+        g, d, history, selected = _run_loop(images, arch, tcfg, steps, progress=progress, selection=selection,
+                                            resumable=resumable)
+    return PretrainResult(g, d, history, time.time() - t0, selected)
 
 
 def _allreduce_mean(params: list[torch.nn.Parameter]) -> None:
@@ -157,10 +272,12 @@ def _train_worker(config: dict) -> None:
     arch = architectures.from_dict(config["arch"])
     tcfg = TrainConfig(**config["train"])
     progress = Progress(config["steps"], f"pretrain[{world} workers]", enabled=rank == 0 and config["progress"])
+    # Rank 0 alone scores (the others wait for it at the next all-reduce); every rank holds the same weights.
+    selection = Selection(**config["selection"]) if config["selection"] and rank == 0 else None
     with progress:
-        g, d, history = _run_loop(
+        g, d, history, selected = _run_loop(
             config["images"], arch, tcfg, config["steps"], rank=rank, world_size=world,
-            grad_sync=_allreduce_mean if world > 1 else None, progress=progress,
+            grad_sync=_allreduce_mean if world > 1 else None, progress=progress, selection=selection,
         )
     metrics = {"steps": config["steps"], **(history[-1] if history else {})}
     if rank == 0:
@@ -171,7 +288,7 @@ def _train_worker(config: dict) -> None:
             import json
 
             with open(os.path.join(tmp, "history.json"), "w") as f:
-                json.dump(history, f)
+                json.dump({"history": history, "selection": selected}, f)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(metrics)
@@ -188,6 +305,7 @@ def pretrain_distributed(
     threads: int | None = 1,
     show_progress: bool = True,
     storage_path: str | None = None,
+    selection: Selection | None = None,
 ) -> PretrainResult:
     """Data-parallel training with Ray Train's TorchTrainer; returns rank 0's nets."""
     import json
@@ -204,6 +322,7 @@ def pretrain_distributed(
             train_loop_config={
                 "images": images, "arch": architectures.to_dict(arch), "train": tcfg.to_dict(), "steps": steps,
                 "threads": threads, "progress": show_progress,
+                "selection": None if selection is None else dataclasses.asdict(selection),
             },
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
             run_config=RunConfig(storage_path=storage_path or tmp, name="pretrain"),
@@ -214,11 +333,11 @@ def pretrain_distributed(
         with result.checkpoint.as_directory() as d:
             tensors = load_file(os.path.join(d, WEIGHTS_FILE))
             with open(os.path.join(d, "history.json")) as f:
-                history = json.load(f)
+                logged = json.load(f)
     g, c = architectures.build(arch)
     g.load_state_dict({k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")})
     c.load_state_dict({k[len("critic."):]: v for k, v in tensors.items() if k.startswith("critic.")})
-    return PretrainResult(g, c, history, time.time() - t0)
+    return PretrainResult(g, c, logged["history"], time.time() - t0, logged["selection"])
 
 
 @dataclass
@@ -226,11 +345,12 @@ class PretrainOutcome:
     path: str
     metrics: dict[str, float]  # the protocol's metrics against the data's held-out split
     wall_s: float
+    kept_step: int  # the step whose weights were saved (the last, or the one --select-every chose)
 
 
 def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: str = "dcgan", latent_dim: int = 32,
                  g_width: int = 32, d_width: int | None = None, n_mlp: int = 8, channel_multiplier: int = 1, workers: int = 0, threads: int | None = None, fp16: bool = False,
-                 show_progress: bool = True, force_unlock: bool = False) -> PretrainOutcome:
+                 show_progress: bool = True, force_unlock: bool = False, select_every: int = 0) -> PretrainOutcome:
     """Train a GAN on the target spec ``data`` and write it as a checkpoint directory at ``out``.
 
     Args:
@@ -243,6 +363,12 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: st
         threads: torch threads per process (None: torch's choice; Ray Train workers: 1).
         fp16: store the weights in float16 (halves the file; for shipping).
         force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``).
+        select_every: every this many steps (and after the last) score the generator on the data's
+            validation split and keep the best (:class:`Selection`; 0: keep the last).
+
+    In-process (``workers`` 0), the training state is saved in ``OUT/pretrain-state.pt`` every
+    ``CHECKPOINT_EVERY`` steps; the same command run again after a kill continues from there, bit
+    for bit (``--steps`` may be raised; every other setting must be the same).
 
     One writer per ``out``: its lock (``OUT/.ganlode-lock``, :mod:`.ownership`) is taken once the
     inputs are checked, and a second pretrain into the same ``out`` is refused while this one
@@ -254,7 +380,13 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: st
         raise UserError("--steps must be at least 1")
     if workers < 0:
         raise UserError("--workers must be 0 (in-process) or more")
+    if select_every < 0:
+        raise UserError("--select-every must be 0 (keep the last step) or a number of steps")
     target = load_target(data, seed=tcfg.seed)
+    selection = None
+    if select_every:
+        eval_reference(data, seed=tcfg.seed, split=protocol.SELECTION_SPLIT)  # a spec with no validation split fails here
+        selection = Selection(data, select_every, tcfg.seed)
     if arch == "stylegan2" and d_width is not None and d_width != g_width:
         raise UserError("stylegan2's generator and critic share one width (--g-width): drop --d-width")
     try:
@@ -268,20 +400,25 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: st
         print(f"pretrain: {arch}, {len(target)} images of {data}, {steps} steps, loss {tcfg.loss}, "
               f"{'in-process' if workers == 0 else f'{workers} Ray Train workers'}", file=sys.stderr)
         if workers == 0:
-            result = pretrain_local(target.images, arch_cfg, tcfg, steps, threads=threads, show_progress=show_progress)
+            settings = {"data": data, "arch": architectures.to_dict(arch_cfg), "train": tcfg.to_dict(),
+                        "select_every": select_every}
+            resumable = Resumable(storage.join(out, PRETRAIN_STATE), settings)
+            result = pretrain_local(target.images, arch_cfg, tcfg, steps, threads=threads, show_progress=show_progress,
+                                    selection=selection, resumable=resumable)
         else:
             result = pretrain_distributed(target.images, arch_cfg, tcfg, steps, workers=workers,
                                           use_gpu=torch.cuda.is_available(), threads=threads or 1,
-                                          show_progress=show_progress)
+                                          show_progress=show_progress, selection=selection)
         metrics = protocol.quick_fid(result.generator, data, seed=tcfg.seed)
         record = ModelRecord(
             model_kind="gan", arch=architectures.to_dict(arch_cfg), steps=steps, created=storage.utc_now(), data=target.provenance(),
             metrics=metrics,
             extra={"train": tcfg.to_dict(), "workers": workers, "wall_s": round(result.wall_s, 1),
-                   "command": command_line(), "history": result.history},
+                   "command": command_line(), "history": result.history,
+                   **({"selection": result.selection} if result.selection else {})},
         )
         grid = protocol.sample_grid_png(result.generator, n=64, seed=tcfg.seed)
         lock.check()  # S3: not after the lock was lost
         checkpoint.save_checkpoint(out, record, result.generator, result.critic,
                                    dtype=torch.float16 if fp16 else None, files={CHECKPOINT_SAMPLES: grid})
-    return PretrainOutcome(out, metrics, result.wall_s)
+    return PretrainOutcome(out, metrics, result.wall_s, result.selection["step"] if result.selection else steps)

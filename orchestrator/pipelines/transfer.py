@@ -99,7 +99,7 @@ def _references(plan: Plan) -> dict[str, protocol.Reference]:
     s = plan.settings
     t0 = time.perf_counter()
     refs = {split: protocol.reference(s.target, n=s.eval_n, feature_kind=plan.feature_kind, split=split,
-                                      convert=plan.conversion)
+                                      convert=plan.conversion, train_seed=s.seed)
             for split in protocol.EVAL_SPLITS}
     plan.reference_s = time.perf_counter() - t0
     return refs

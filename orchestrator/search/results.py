@@ -116,7 +116,7 @@ def export_best(prepared: Prepared, result: Any, row: dict[str, Any], out: str) 
                                                      split=protocol.SELECTION_SPLIT, n=n, **common)]
     # The search chose this trial on validation; its figures are the test split's, read here once.
     test_ref = protocol.reference(target, n=spec.val_n, feature_kind=features, split=protocol.REPORT_SPLIT,
-                                  convert=setup.conversion)
+                                  convert=setup.conversion, train_seed=spec.seed)
     test = protocol.score(generator_sampler(setup.adapter.sampling_generator()), test_ref, seed=spec.seed)
     rows += metric_rows(setup.method, step, test, split=protocol.REPORT_SPLIT, n=len(test_ref), **common)
     record = record.replace(metrics=test, metrics_split=protocol.REPORT_SPLIT, val_metrics=final_val)

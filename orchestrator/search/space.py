@@ -32,7 +32,8 @@ from .. import storage
 from ..errors import UserError
 
 KINDS = ("randint", "uniform", "loguniform", "choice")
-INTEGER_OPTIONS = ("batch", "n_critic", "freeze_depth", "mining_steps")
+INTEGER_OPTIONS = ("batch", "n_critic", "freeze_depth", "mining_steps", "probe_steps", "warmup_steps", "fisher_every",
+                   "fisher_samples")
 REGULARISERS = ("freezed", "l2sp", "distill")
 MULTI_SOURCE = "mine"
 # what a multi-source search may set: MultiSourceConfig fields; lr sets both lr_g and lr_d
@@ -46,6 +47,8 @@ LR_MINER = (1e-4, 1e-2)
 LR_LATENT = {"adabn": (1e-3, 1e-1), "bsa": (1e-3, 1e-1), "glo": (1e-4, 1e-2)}
 L2SP_WEIGHT = (1e-3, 1e2)
 DISTILL_WEIGHT = (1e-2, 1e2)
+CDC_WEIGHT = (1e1, 1e4)  # around the paper's 1000
+IMPORTANCE_QUANTILE = (25.0, 75.0)  # AdAM's 50 and RICK's 40 (its code's default 75) inside
 
 
 def is_method(method: str) -> bool:
@@ -122,6 +125,10 @@ def default_space(method: str, *, critic_blocks: int, steps: int) -> dict[str, A
         if "distill" in parts:
             space["distill_weight"] = {"loguniform": list(DISTILL_WEIGHT)}
         return {**space, "lr": lr}
+    if method == "cdc":
+        return {"cdc_weight": {"loguniform": list(CDC_WEIGHT)}, "lr": lr}
+    if method in ("adam", "rick"):
+        return {"importance_quantile": {"uniform": list(IMPORTANCE_QUANTILE)}, "lr": lr}
     if method == "scratch":
         return {"lr": {"loguniform": list(LR_SCRATCH)}}
     return {"lr": {"loguniform": list(LR_LATENT[method])}}
@@ -209,7 +216,8 @@ class SearchSpace:
         for k in INTEGER_OPTIONS:
             if values.get(k) is not None:
                 values[k] = int(values[k])
-        for k in ("lr", "lr_miner", "l2sp_weight", "distill_weight"):
+        for k in ("lr", "lr_miner", "l2sp_weight", "distill_weight", "cdc_weight", "importance_quantile",
+                  "prune_quantile"):
             if values.get(k) is not None:
                 values[k] = float(values[k])
         return values

@@ -98,7 +98,7 @@ def transfer_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str
     setup = build_trial(s, config)
     adapter = setup.adapter
     ref = protocol.reference(s.target, n=s.val_n, split=protocol.SELECTION_SPLIT,  # never the test split
-                             convert=setup.conversion)
+                             convert=setup.conversion, train_seed=s.seed)
     start, history, earlier_s = 0, [], 0.0
     restored = tune.get_checkpoint()
     if restored is not None:

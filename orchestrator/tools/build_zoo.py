@@ -46,8 +46,9 @@ COLOUR_DOMAINS = {
 }
 STYLEGAN2_RGB = ["--arch", "stylegan2", "--latent-dim", "64", "--g-width", "32", "--n-mlp", "4", "--lr", "2e-3",
                  "--batch", "16"]
-COLOUR = {"emoji-faces": [*STYLEGAN2_RGB, "--steps", "4000"], "emoji-flags": [*STYLEGAN2_RGB, "--steps", "6000"],
-          "emoji-buttons": ["--augment", "translation,color", "--steps", "6000"]}
+COLOUR = {"emoji-faces": [*STYLEGAN2_RGB, "--steps", "4000"],
+          "emoji-flags": [*STYLEGAN2_RGB, "--steps", "12000", "--select-every", "1000"],
+          "emoji-buttons": ["--augment", "translation,color", "--steps", "24000", "--select-every", "2000"]}
 ZOO.update(COLOUR_DOMAINS)
 
 
