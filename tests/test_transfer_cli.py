@@ -62,6 +62,7 @@ def test_every_method_runs_and_its_run_is_scored_by_eval(method, source, tmp_pat
     run = tmp_path / "run"
     assert _cli(["transfer", "--source", source, "--target", TARGET, "--method", method,
                  "--out", str(run), *FAST, *METHOD_ARGS[method]]) == 0
+    assert "intra-cluster diversity" in capsys.readouterr().out  # beside FID, KMMD and MV in the summary
     rows = _rows(run)
     assert sorted({r["step"] for r in rows if r["split"] == "val"}) == [0, 1, 2]  # model selection: validation
     assert 2 in {r["step"] for r in rows if r["split"] == "test"}  # the final model, scored once on test

@@ -258,8 +258,10 @@ def test_search_end_to_end_retries_failed_trials_from_their_checkpoint(ray_clust
 
     table = pq.read_table(os.path.join(out, "trials.parquet")).to_pylist()
     assert len(table) == 4 and len({r["trial_id"] for r in table}) == 4
-    assert {"trial_id", "freeze_depth", "l2sp_weight", "lr", "step", "kmmd", "fid", "mv", "status", "wall_s"} <= set(table[0])
+    assert {"trial_id", "freeze_depth", "l2sp_weight", "lr", "step", "kmmd", "fid", "mv", "intra_div", "status",
+            "wall_s"} <= set(table[0])
     assert all(r["status"] in ("done", "stopped") for r in table), table
+    assert all(r["intra_div"] is not None and r["intra_div"] >= 0 for r in table)  # its few shots are known
     assert all(0 <= r["freeze_depth"] <= 3 and 1e-3 <= r["l2sp_weight"] <= 1e2 for r in table)
 
     best = json.load(open(os.path.join(out, "best.json")))

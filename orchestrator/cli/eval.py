@@ -85,7 +85,8 @@ def _model(model: str, target: str | None, split: str, features: str, n: int | N
                         "--against FOLDER2|RUN|CKPT or --target SPEC")
     result = evaluate_model(model, target=target, n=n, feature_kind=features, seed=seed, split=split,
                             **unlock_kwargs(evaluate_model, force_unlock))
-    values = {key: result.values[key] for key in ("fid", "kmmd", "mv", "kmmd_bandwidth")}
+    values = {key: result.values[key] for key in ("fid", "kmmd", "mv", "intra_div", "kmmd_bandwidth")
+              if key in result.values}
     if as_json:
         emit_json({"command": "eval", "samples": {"kind": "model", "path": result.path, "method": result.method,
                                                   "n": result.n},

@@ -139,13 +139,15 @@ def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str,
                    "kept": [sources[i] for i in result.kept],
                    "true_shares": result.true_shares,
                    "max_share_error": error, "split": "test",
-                   "metrics": {k: m[k] for k in ("fid", "kmmd", "mv") if k in m}, "n": m.get("n"),
+                   "metrics": {k: m[k] for k in ("fid", "kmmd", "mv", "intra_div") if k in m}, "n": m.get("n"),
                    "val_metrics": result.val_metrics, "resumed_from": result.resumed_from, "config": written})
         return 0
     shares = ", ".join(f"{s} {p:.3f}" for s, p in zip(sources, result.shares))
     line = f"wrote {result.run} ({result.wall_s:.0f} s): {result.selector} shares {shares}"
     if "fid" in m:
         line += f"; FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f}"
+        if "intra_div" in m:
+            line += f"  intra-cluster diversity {m['intra_div']:.3f}"
     if error is not None:
         line += f"; max |p - true share| {error:.3f}"
     print(line)

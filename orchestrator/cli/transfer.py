@@ -130,11 +130,12 @@ def command(ctx: click.Context, resume: str | None, no_progress: bool, as_json: 
     if as_json:
         emit_json({"command": "transfer", "run": result.run, "method": result.method, "steps": result.steps,
                    "target": target, "split": "test", "wall_s": result.wall_s,
-                   "metrics": {k: m.get(k) for k in ("fid", "kmmd", "mv")}, "n": m.get("n"),
+                   "metrics": {k: m.get(k) for k in ("fid", "kmmd", "mv", "intra_div") if k in m}, "n": m.get("n"),
                    "best_step": result.best_step, "best_metrics": result.best_metrics,
                    "resumed_from": result.resumed_from,
                    "config": written})
         return 0
-    print(f"wrote {result.run} ({result.wall_s:.0f} s): FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f} "
-          f"vs {m['n']} test images of {target}")
+    diversity = f"  intra-cluster diversity {m['intra_div']:.3f}" if "intra_div" in m else ""
+    print(f"wrote {result.run} ({result.wall_s:.0f} s): FID {m['fid']:.3f}  KMMD {m['kmmd']:.4f}  MV {m['mv']:.3f}"
+          f"{diversity} vs {m['n']} test images of {target}")
     return 0

@@ -1,7 +1,7 @@
 """The results of a finished ``ganlode tune`` search, written into its ``--out``.
 
 - ``trials.parquet``: one row per trial: trial_id, the searched settings (one column each),
-  step (steps trained), the last reported kmmd/fid/mv, status (done, stopped: by ASHA,
+  step (steps trained), the last reported kmmd/fid/mv and intra_div (empty where not scored), status (done, stopped: by ASHA,
   diverged, error), wall_s, error;
 - ``best.json``: the best row (by ``--metric``/``--mode`` over trials that reported a finite
   value), its table index, settings, resolved options and metrics;
@@ -26,7 +26,7 @@ from ..artifacts.sampling import generator_sampler
 from ..evaluation import protocol
 from ..pipelines.transfer import write_transfer_result
 from ..report.plots import search_png
-from .spec import BEST_FILE, BEST_RUN, PLOT_FILE, REPORTED, TRIALS_FILE, Prepared, trial_run_dir
+from .spec import BEST_FILE, BEST_RUN, DIVERSITY, PLOT_FILE, REPORTED, TRIALS_FILE, Prepared, trial_run_dir
 from .state import load_trial_state
 from .trials import build_trial
 
@@ -63,7 +63,7 @@ def trial_rows(prepared: Prepared, grid: Any) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"trial_id": _trial_id(result)}
         row.update({n: config.get(n) for n in names})
         row["step"] = int(m["step"]) if m.get("step") is not None else None
-        row.update({k: (float(m[k]) if m.get(k) is not None else None) for k in REPORTED})
+        row.update({k: (float(m[k]) if m.get(k) is not None else None) for k in (*REPORTED, DIVERSITY)})
         row["status"] = _status(result, spec.steps)
         row["wall_s"] = round(float(m["wall_s"]), 2) if m.get("wall_s") is not None else None
         row["error"] = str(result.error).strip().splitlines()[-1][:200] if result.error is not None else None
@@ -162,7 +162,7 @@ def _fmt(v: Any) -> str:
 def summary(rows: list[dict[str, Any]], prepared: Prepared, best: int | None, limit: int = 20) -> str:
     """A plain-text table of the trials, best first."""
     spec = prepared.spec
-    cols = ["trial_id", *prepared.space.names, "step", "kmmd", "fid", "mv", "status", "wall_s"]
+    cols = ["trial_id", *prepared.space.names, "step", "kmmd", "fid", "mv", DIVERSITY, "status", "wall_s"]
     sign = 1 if spec.mode == "min" else -1
 
     def key(i: int) -> tuple:
@@ -171,7 +171,7 @@ def summary(rows: list[dict[str, Any]], prepared: Prepared, best: int | None, li
         return (not ok, sign * v if ok else 0.0, i)
 
     order = sorted(range(len(rows)), key=key)[:limit]
-    cells = [[_fmt(rows[i][c]) for c in cols] for i in order]
+    cells = [[_fmt(rows[i].get(c)) for c in cols] for i in order]
     widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
     for i, r in zip(order, cells):

@@ -35,6 +35,7 @@ BEST_RUN = "best"
 PLOT_FILE = "metric_vs_params.png"
 TRIALS_DIR = "trials"  # multi-source trials' run directories
 REPORTED = ("kmmd", "fid", "mv")  # what every trial reports at each evaluation
+DIVERSITY = "intra_div"  # reported beside them when the trial's training images are few enough (protocol)
 MINE_ENGINES = ("ray", "in-process")
 RUN_KIND = "tune"  # the run_kind of tune.json
 

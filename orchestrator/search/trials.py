@@ -42,7 +42,7 @@ from ..evaluation.classifier import perceptual_features
 from ..pipelines.mine import mine_config, run_mine
 from ..pipelines.sources import load_source
 from . import space as S
-from .spec import REPORTED, SearchSpec, critic_blocks, target_for, trial_run_dir
+from .spec import DIVERSITY, REPORTED, SearchSpec, critic_blocks, target_for, trial_run_dir
 from .state import load_trial_state, read_meta, save_trial_state, write_meta
 
 
@@ -120,6 +120,7 @@ def transfer_trial(config: dict[str, Any], spec: dict[str, Any], hooks: dict[str
             with tempfile.TemporaryDirectory(prefix="ganlode-trial-") as d:
                 save_trial_state(adapter, d, step, history, wall_s)
                 metrics = {"step": step, "diverged": diverged, "wall_s": wall_s, **{k: float(values[k]) for k in REPORTED},
+                           **({DIVERSITY: float(values[DIVERSITY])} if DIVERSITY in values else {}),
                            **{f"loss_{k}": float(v) for k, v in stats.items()}}
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
             if diverged:
