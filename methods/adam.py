@@ -29,8 +29,8 @@ from torch.nn.utils import parametrize
 
 from .base import Adapter, Export, NotApplicable, Source, TransferOptions
 from .finetune import train_config
-from .kernels import FilterGuard, Kernel, gan_fisher, kernels, quantile_lines
-from .rick import applies as _sees_kernels, head_parameters
+from .kernels import FilterGuard, Kernel, gan_fisher, kernels, quantile_lines, unseen_filters
+from .rick import head_parameters
 from .seeding import generator as rng_stream
 from .train import GANTrainer
 
@@ -100,9 +100,9 @@ class AdAM(Adapter):
     method = "adam"
 
     def __init__(self, source: Source, images: torch.Tensor, options: TransferOptions, *, seed: int):
-        reason = _sees_kernels(source)
+        reason = unseen_filters(source.generator, self.method)
         if reason:
-            raise NotApplicable(reason.format(method=self.method))
+            raise NotApplicable(reason)
         self.source, self.images, self.options, self.seed = source, images, options, seed
         self.train_config = train_config(options, source, seed)
         self.fisher_rng = rng_stream(seed, "adam-fisher")

@@ -74,6 +74,14 @@ def kernels(net: nn.Module, exclude: Iterable[nn.Module] = ()) -> list[Kernel]:
     return out
 
 
+def unseen_filters(generator: nn.Module, method: str) -> str | None:
+    """Why ``method`` (adam, rick) cannot serve ``generator``: it has no kernel this code can see (None: it has)."""
+    if kernels(generator):
+        return None
+    return (f"{method} scores and constrains the generator's conv and linear filters, and this generator "
+            f"({type(generator).__name__}) has none it can see; use finetune or minegan")
+
+
 def empirical_fisher(loss_of: Callable[[int], torch.Tensor], params: list[torch.Tensor], n: int) -> list[torch.Tensor]:
     """(1/n) sum_i (d loss_of(i) / d p)^2 for each p in ``params``: one backward per sample."""
     if n < 1:

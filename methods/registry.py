@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import adabn, adam, architectures, bsa, catalog, cdc, finetune, glo, minegan, rick
+from . import adabn, adam, architectures, bsa, catalog, cdc, finetune, glo, kernels, minegan, rick
 from .miner import mine_space_error
 from .catalog import MethodRecord
 from .base import Adapter, FeatureFn, NotApplicable, OptionError, Source, TransferOptions
@@ -94,7 +94,7 @@ def _adversarial(cls) -> Builder:
 
 
 def _sees_filters(name: str) -> Applies:
-    return lambda source: (lambda r: r.format(method=name) if r else None)(rick.applies(source))
+    return lambda source: kernels.unseen_filters(source.generator, name)
 
 
 # the checks that need the method's options too: method -> check(source, options) -> reason | None

@@ -28,7 +28,7 @@ from torch import nn
 
 from .base import Adapter, Export, NotApplicable, Source, TransferOptions
 from .finetune import train_config
-from .kernels import FilterGuard, Kernel, gan_fisher, kernels, per_filter_mean, quantile_lines
+from .kernels import FilterGuard, Kernel, gan_fisher, kernels, per_filter_mean, quantile_lines, unseen_filters
 from .seeding import generator as rng_stream
 from .train import GANTrainer
 
@@ -37,13 +37,6 @@ def head_parameters(critic: nn.Module) -> list[nn.Parameter]:
     """The critic's parameters outside its blocks (its head)."""
     inside = {id(p) for p in critic.blocks.parameters()}
     return [p for p in critic.parameters() if id(p) not in inside]
-
-
-def applies(source: Source) -> str | None:
-    if not kernels(source.generator):
-        return (f"{{method}} scores and constrains the generator's conv and linear filters, and this generator "
-                f"({type(source.generator).__name__}) has none it can see; use finetune or minegan")
-    return None
 
 
 def filter_importance(kernel_list: list[Kernel], fisher: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -68,9 +61,9 @@ class RICK(Adapter):
     method = "rick"
 
     def __init__(self, source: Source, images: torch.Tensor, options: TransferOptions, *, seed: int):
-        reason = applies(source)
+        reason = unseen_filters(source.generator, self.method)
         if reason:
-            raise NotApplicable(reason.format(method=self.method))
+            raise NotApplicable(reason)
         self.options = options
         self.images = images
         self.G, self.D = copy.deepcopy(source.generator), copy.deepcopy(source.critic)

@@ -36,16 +36,18 @@ def save_state(path: str, adapter: Adapter, step: int, **progress: Any) -> None:
     storage.write_bytes_atomic(path, state_bytes(adapter, step, **progress))
 
 
-def read_state(path: str) -> dict[str, Any]:
-    """The state written by :func:`save_state` (``format``, ``step``, ``adapter``, ``progress``)."""
+def read_state(path: str, fmt: str = STATE_FORMAT,
+               fix: str = "the run cannot be resumed from it: start it again with a new --out") -> dict[str, Any]:
+    """The state written by :func:`save_state` (``format``, ``step``, ``adapter``, ``progress``), or another
+    ``torch.save``d state dict of format ``fmt``; a file that is unreadable or of another format is a
+    UserError whose remedy is ``fix``."""
     raw = storage.read_bytes(path)
     try:
         blob = torch.load(io.BytesIO(raw), weights_only=True)
     except Exception as e:  # a truncated or foreign file; weights_only refuses any code
-        raise UserError(f"{path} is not a readable training state ({str(e).splitlines()[0][:80]}); "
-                        "the run cannot be resumed from it: start it again with a new --out") from None
-    if not isinstance(blob, dict) or blob.get("format") != STATE_FORMAT:
-        raise UserError(f"{path} is not a {STATE_FORMAT} file; the run cannot be resumed from it")
+        raise UserError(f"{path} is not a readable training state ({str(e).splitlines()[0][:80]}); {fix}") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise UserError(f"{path} is not a {fmt} file; {fix}")
     return blob
 
 

@@ -29,7 +29,7 @@ from ...methods.bn import adapt_batchnorm
 from ...methods.nets import Critic, GANConfig, Generator
 from ...methods.train import GANTrainer, TrainConfig
 from .. import storage
-from ..artifacts import checkpoint
+from ..artifacts import checkpoint, training_state
 from ..artifacts.records import ModelRecord
 from ..artifacts.rundir import CHECKPOINT_SAMPLES, WEIGHTS_FILE, command_line
 from ..cluster import ensure_ray
@@ -98,17 +98,9 @@ class Resumable:
 
     def load(self, steps: int) -> dict[str, Any] | None:
         """The saved state (None: none); UserError if it is unreadable, of other settings, or past ``steps``."""
-        import io
-
         if not storage.exists(self.path):
             return None
-        try:
-            blob = torch.load(io.BytesIO(storage.read_bytes(self.path)), weights_only=True)
-        except Exception as e:  # truncated or foreign; weights_only runs no code
-            raise UserError(f"{self.path} is not a readable pretraining state ({str(e).splitlines()[0][:80]}): "
-                            "delete it to start over") from None
-        if not isinstance(blob, dict) or blob.get("format") != PRETRAIN_STATE_FORMAT:
-            raise UserError(f"{self.path} is not a {PRETRAIN_STATE_FORMAT} file: delete it to start over")
+        blob = training_state.read_state(self.path, PRETRAIN_STATE_FORMAT, "delete it to start over")
         if blob["settings"] != self.settings:
             differ = sorted(k for k in set(blob["settings"]) | set(self.settings)
                             if blob["settings"].get(k) != self.settings.get(k))
