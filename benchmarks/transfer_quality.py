@@ -4,20 +4,27 @@ Settings (source -> target):
     digits-7@25        zoo:digits-0to4  -> mnist5k:7@25
     digits-7@100       zoo:digits-0to4  -> mnist5k:7@100
     animals-horse@100  zoo:animals-0to4 -> animals:horse@100
+    digits-7@10        zoo:digits-0to4  -> mnist5k:7@10                (the few-shot rows: 10 shots)
+    person-role@10     zoo:emoji-faces  -> emoji-sub:person-role@10    (the StyleGAN2 colour source)
 Every method gets the same number of steps (``--steps``; for minegan half of them mining) and
 its usual options (below); each (setting, method, seed) is one ``ganlode transfer`` run
 (:func:`ganlode.orchestrator.pipelines.transfer.run_transfer`) scored under the evaluation protocol
-(classifier features, the target's held-out split) every steps/10 steps.
+every steps/10 steps on the target's validation split. The tables report test-split figures of
+the checkpoint with the best validation FID (``--report best``, the default) or of the last one
+(``--report final``), with each run's wall time and the step the validation split chose.
 
 Writes under ``--out``:
     runs/<setting>/<method>/seed<k>/   the run directories (a finished one is reused on re-runs)
     results.parquet                    every evaluation row of every run (setting, method, seed, step, metric, value)
-    summary.parquet / summary.md       final FID/KMMD/MV per setting and method: mean, std, min, max over seeds
+    summary.parquet / summary.md       test FID/KMMD/MV/intra-cluster diversity of the best and the final checkpoint,
+                                       chosen step and wall time per setting and method: mean, std, min, max over seeds
     transfer_quality.png               final metrics, mean +- std over seeds
     transfer_quality_curves.png        FID and KMMD over steps (mean over seeds)
 
     python benchmarks/transfer_quality.py --out benchmarks/results/transfer_quality
     python benchmarks/transfer_quality.py --out /tmp/tq --methods finetune,freezed --settings digits-7@25 --seeds 1
+    python benchmarks/transfer_quality.py --out /tmp/fs --settings digits-7@10,person-role@10 \
+        --methods finetune,freezed,minegan,cdc,adam,rick --steps 300 --jobs 2   # the few-shot rows
     python benchmarks/transfer_quality.py --smoke-test   # seconds-to-a-minute; a fresh tiny source if the zoo is absent
 
 It prints an estimate of the full run's CPU time from the runs it made (useful after --smoke-test).
@@ -37,16 +44,20 @@ SETTINGS = {
     "digits-7@25": ("digits-0to4", "mnist5k:7@25"),
     "digits-7@100": ("digits-0to4", "mnist5k:7@100"),
     "animals-horse@100": ("animals-0to4", "animals:horse@100"),
+    "digits-7@10": ("digits-0to4", "mnist5k:7@10"),
+    "person-role@10": ("emoji-faces", "emoji-sub:person-role@10"),
 }
-ZOO_DATA = {"digits-0to4": "mnist5k:0-4", "animals-0to4": "animals:0-4"}
-METHODS = ("scratch", "finetune", "freezed", "l2sp", "distill", "adabn", "bsa", "glo", "minegan")
+DEFAULT_SETTINGS = ("digits-7@25", "digits-7@100", "animals-horse@100")
+ZOO_DATA = {"digits-0to4": "mnist5k:0-4", "animals-0to4": "animals:0-4", "emoji-faces": "emoji-sub:face-smiling"}
+METHODS = ("scratch", "finetune", "freezed", "l2sp", "distill", "adabn", "bsa", "glo", "minegan", "cdc", "adam", "rick")
 # Each method's own option at a usual value; everything else takes ganlode transfer's defaults.
 METHOD_OPTIONS: dict[str, dict] = {
     "freezed": {"freeze_depth": 1},
     "l2sp": {"l2sp_weight": 0.01},
     "distill": {"distill_weight": 1.0},
 }
-METRICS = ("fid", "kmmd", "mv")
+METRICS = ("fid", "kmmd", "mv", "intra_div")
+PICKS = ("best", "final")  # the checkpoint a table reports: best validation FID, or the last step
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,8 @@ def smoke_sources(root: str, names: set[str]) -> dict[str, str]:
             out[name] = f"zoo:{name}"
             continue
         target = data.load_target(ZOO_DATA[name])
-        arch = GANConfig()  # the zoo's architecture, so timings carry over
+        _, c, h, _ = target.images.shape  # the gray zoo's DCGAN (so timings carry over); an RGB DCGAN for emoji
+        arch = GANConfig() if c == 1 else GANConfig(resolution=h, channels=c)
         tcfg = TrainConfig(loss="ns-r1", batch=64, beta2=0.99, n_critic=1, r1_gamma=0.2, seed=0)
         res = pretrain_local(target.images, arch, tcfg, steps=2, show_progress=False)
         path = os.path.join(root, name)
@@ -135,35 +147,60 @@ def collect(jobs: list[Job]):
     return table.filter(pc.is_in(table["metric"], pa.array(list(METRICS) + ["kmmd_bandwidth"])))
 
 
-def summarise(results, steps: int):
+def summarise(jobs: list[Job]):
+    """Per (setting, method, pick, metric): mean, std, min, max over seeds of the test-split figure,
+    where pick is ``best`` (the checkpoint with the best validation FID) or ``final`` (the last step).
+    The chosen step and the run's wall time are rows of their own (metrics ``step`` and ``wall_s``)."""
     import pandas as pd
 
-    df = results.to_pandas()
-    final = df[(df["step"] == steps) & df["metric"].isin(METRICS)]
-    g = final.groupby(["setting", "method", "metric"], sort=False)["value"]
+    from ganlode.orchestrator.artifacts.rundir import RunDir
+
+    rows = []
+    for job in jobs:
+        cfg = RunDir(job.out).read_config()
+        picked = {"best": (cfg["best"]["test"], cfg["best"]["step"]), "final": (cfg["metrics"], job.steps)}
+        for pick, (values, step) in picked.items():
+            base = {"setting": job.setting, "method": job.method, "pick": pick, "seed": job.seed}
+            rows += [{**base, "metric": m, "value": float(values[m])} for m in METRICS if m in values]
+            rows += [{**base, "metric": "step", "value": float(step)},
+                     {**base, "metric": "wall_s", "value": float(cfg["wall_s"])}]
+    df = pd.DataFrame(rows)
+    g = df.groupby(["setting", "method", "pick", "metric"], sort=False)["value"]
     summary = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "min": g.min(), "max": g.max(),
                             "seeds": g.count()}).reset_index()
-    summary["steps"] = steps
+    summary["steps"] = jobs[0].steps
     return summary
 
 
-def markdown(summary) -> str:
+def markdown(summary, pick: str = "best") -> str:
+    """One table per setting: the test-split figures of the ``pick`` checkpoint, mean ± std over seeds."""
+    head = {"best": "checkpoint with the best validation FID", "final": "last checkpoint"}[pick]
     lines = []
-    for setting, part in summary.groupby("setting", sort=False):
-        lines += [f"### {setting}", "", "| method | FID | KMMD | MV | seeds |", "|---|---|---|---|---|"]
+    for setting, part in summary[summary["pick"] == pick].groupby("setting", sort=False):
+        lines += [f"### {setting} ({head}; test split)", "",
+                  "| method | FID | KMMD | MV | intra-div | step | wall s | seeds |", "|---|---|---|---|---|---|---|---|"]
         for method, rows in part.groupby("method", sort=False):
             cell = {r.metric: f"{r.mean:.3g} ± {r.std:.2g}" for r in rows.itertuples()}
+            cell["step"] = " / ".join(f"{v:.0f}" for v in rows[rows["metric"] == "step"][["min", "max"]].iloc[0]) \
+                if pick == "best" else f"{rows[rows['metric'] == 'step']['mean'].iloc[0]:.0f}"
+            wall = rows[rows["metric"] == "wall_s"].iloc[0]
+            cell["wall_s"] = f"{wall['mean']:.0f} ± {wall['std']:.0f}"
             lines.append(f"| {method} | {cell.get('fid', '')} | {cell.get('kmmd', '')} | {cell.get('mv', '')} | "
+                         f"{cell.get('intra_div', '')} | {cell['step']} | {cell['wall_s']} | "
                          f"{int(rows['seeds'].iloc[0])} |")
         lines.append("")
+    if pick == "best":
+        lines.append("step: the earliest / latest step the validation split chose over the seeds.")
     return "\n".join(lines)
 
 
-def plot_bars(summary, path: str) -> None:
+def plot_bars(summary, path: str, pick: str = "best") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    summary = summary[summary["pick"] == pick]
 
     settings = list(dict.fromkeys(summary["setting"]))
     fig, axes = plt.subplots(len(METRICS), len(settings), figsize=(4.2 * len(settings), 2.6 * len(METRICS)),
@@ -179,7 +216,8 @@ def plot_bars(summary, path: str) -> None:
                 ax.axhline(1.0, color="k", lw=0.6, ls="--")
             if i == 0:
                 ax.set_title(setting, fontsize=9)
-    fig.suptitle("single-source transfer: final scores, mean ± std over seeds (lower FID/KMMD is better)", fontsize=9)
+    fig.suptitle(f"single-source transfer: test scores of the {pick} checkpoint, mean ± std over seeds "
+                 "(lower FID/KMMD is better)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -192,6 +230,7 @@ def plot_curves(results, path: str) -> None:
     import matplotlib.pyplot as plt
 
     df = results.to_pandas()
+    df = df[df["split"] == "val"]  # the curves the selection saw
     settings = list(dict.fromkeys(df["setting"]))
     fig, axes = plt.subplots(2, len(settings), figsize=(4.2 * len(settings), 5.5), squeeze=False)
     for j, setting in enumerate(settings):
@@ -262,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="steps per run, equal for every method (default 1000)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per (setting, method) (default 3)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
-    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated settings (default: all)")
+    p.add_argument("--settings", default=",".join(DEFAULT_SETTINGS),
+                   help=f"comma-separated settings of {', '.join(SETTINGS)} (default: {','.join(DEFAULT_SETTINGS)})")
+    p.add_argument("--report", choices=PICKS, default="best",
+                   help="the checkpoint the tables and bars report: best validation FID, or the last (default best)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--smoke-test", action="store_true",
@@ -323,13 +365,13 @@ def main(argv: list[str] | None = None) -> int:
 
     results = collect(jobs)
     pq.write_table(results, os.path.join(out, "results.parquet"))
-    summary = summarise(results, steps)
+    summary = summarise(jobs)
     summary.to_parquet(os.path.join(out, "summary.parquet"), index=False)
     with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(markdown(summary))
-    plot_bars(summary, os.path.join(out, "transfer_quality.png"))
+        f.write(markdown(summary, args.report))
+    plot_bars(summary, os.path.join(out, "transfer_quality.png"), args.report)
     plot_curves(results, os.path.join(out, "transfer_quality_curves.png"))
-    print(markdown(summary))
+    print(markdown(summary, args.report))
     print(f"wrote {out}/results.parquet, summary.parquet, summary.md, transfer_quality.png, "
           f"transfer_quality_curves.png ({time.time() - t0:.0f} s)")
     # the smoke test scores 50 reference images; the full run the whole held-out split (150 or 300)

@@ -314,7 +314,8 @@ def test_transfer_resume_calls_resume_transfer_with_the_run_alone(monkeypatch, c
 
     monkeypatch.setattr(transfer, "resume_transfer", fake)
     assert main(["transfer", "--resume", run, "--no-progress"]) == 0
-    assert calls == [(run, {"show_progress": False})]
+    (path, kw), = calls
+    assert path == run and callable(kw.pop("on_eval")) and kw == {"show_progress": False}  # on_eval: --report-to
     assert capsys.readouterr().out.rstrip().endswith("vs 7 test images of mnist5k:7@25")
 
 

@@ -297,7 +297,7 @@ def test_tune_json_carries_the_trials_and_the_best(tiny_source, tmp_path, capsys
 
     out = str(tmp_path / "t")
 
-    def fake(spec, *, resume=False, verbose=1, force_unlock=False):
+    def fake(spec, *, resume=False, verbose=1, force_unlock=False, callbacks=()):
         print("Tune's progress table")  # must not reach stdout under --json
         return _fake_outcome(tiny_source, spec.out)
 

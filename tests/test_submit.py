@@ -141,6 +141,33 @@ def test_a_failing_job_exits_1_and_no_wait_returns_at_once(ray_head, tmp_path):
     assert quick.stdout.strip().startswith("raysubmit_") and len(quick.stdout.splitlines()) == 1
 
 
+def test_entrypoint_resources_and_submission_id_reach_the_job(ray_head, tmp_path):
+    """The job carries the id asked for, and its entrypoint the CPUs asked for: 1 of the head's 1 runs,
+    2 wait as pending demand. A second job of one id is exit 2, one line."""
+    from ray.job_submission import JobSubmissionClient
+
+    env = _clean_env(tmp_path, RAY_AUTH_TOKEN=ray_head.token)
+    job_id = f"ganlode-{secrets.token_hex(4)}"
+    args = ["--address", ray_head.address, "--entrypoint-num-cpus", "1", "--submission-id", job_id, "--", "--help"]
+    first = _submit(args, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.splitlines()[0] == job_id
+    assert f"job {job_id} SUCCEEDED" in first.stderr
+    again = _submit(args, env)
+    assert again.returncode == 2
+    assert again.stderr.count("\n") == 1 and f"already has a job {job_id}" in again.stderr
+
+    client = JobSubmissionClient(ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"})
+    big = _submit(["--address", ray_head.address, "--entrypoint-num-cpus", "2", "--no-wait", "--", "--help"], env)
+    assert big.returncode == 0, big.stderr[-3000:]
+    big_id = big.stdout.strip()
+    try:
+        time.sleep(5)  # `ganlode --help` takes about a second once placed
+        assert str(client.get_job_status(big_id)) in ("PENDING", "JobStatus.PENDING")
+    finally:
+        client.stop_job(big_id)
+
+
 def test_a_missing_or_wrong_token_is_one_line_and_exit_2(ray_head, tmp_path):
     missing = _submit(["--address", ray_head.address, "--", "--help"], _clean_env(tmp_path))
     assert missing.returncode == 2

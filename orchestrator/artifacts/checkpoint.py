@@ -109,7 +109,8 @@ def save_checkpoint(
     with storage.atomic_dir(path) as stage:
         (stage / WEIGHTS).write_bytes(st_save(tensors))
         (stage / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for name, blob in files.items():
+        for name, blob in files.items():  # a name may hold folders ("tensorboard/events...")
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
             (stage / name).write_bytes(blob)
 
 

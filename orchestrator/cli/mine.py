@@ -9,7 +9,7 @@ import click
 from ...methods.catalog import DEFAULT_MIN_GAIN, DEFAULT_MIN_SHARE, DEFAULT_SELECTOR, SELECTORS
 from . import options, runconfig
 from .base import Command
-from .output import emit_json, stdout_to_stderr, unlock_kwargs
+from .output import emit_json, finish_tracking, stdout_to_stderr, unlock_kwargs
 
 EPILOG = """\
 how it works:
@@ -107,28 +107,40 @@ def _check(ctx: click.Context) -> None:
 @options.eval_n()
 @options.convert_target()
 @options.no_progress()
+@options.report_to()
 @runconfig.config_option
 @options.json_output()
 @options.force_unlock()
 @click.pass_context
-def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str, loss: str | None,
+def command(ctx: click.Context, sources: tuple[str, ...], target: str, out: str, loss: str | None, report_to: str,
             gpus_per_source: float | None, threads: int | None, checkpoint_every: int, resume: bool, in_process: bool,
             eval_every: int, features: str, eval_n: int | None, no_progress: bool, as_json: bool, force_unlock: bool,
             selector: str, route: bool, min_share: float, min_gain: float, convert_target: bool, **config: Any) -> int:
+    from .. import tracking
     from ..pipelines.mine import mine_config, run_mine
     from ..pipelines.sources import trained_loss
 
-    with stdout_to_stderr(as_json):
+    tracker = tracking.open_tracker(report_to, out, "mine")
+    with stdout_to_stderr(as_json), tracker:
         loss = loss or trained_loss(sources[0])
         cfg = mine_config(loss, **{name: config[name] for name in CONFIG_FLAGS})
+        tracker.log_params({"sources": list(sources), "target": target, "out": out, "loss": loss, "selector": selector,
+                            "route": route, "min_share": min_share, "min_gain": min_gain, "resume": resume, **config})
+
+        def on_eval(step: int, values: dict[str, float]) -> None:
+            tracker.log_metrics(values, step, "val")
+
         result = run_mine(
             list(sources), target, out, cfg, gpus_per_source=gpus_per_source, checkpoint_every=checkpoint_every,
             resume=resume, in_process=in_process, threads=threads, eval_every=eval_every, feature_kind=features,
             eval_n=eval_n, show_progress=not no_progress, selector=selector, route=route, min_share=min_share,
-            min_gain=min_gain, convert_target=convert_target,
+            min_gain=min_gain, convert_target=convert_target, on_eval=on_eval,
             **unlock_kwargs(run_mine, force_unlock),
         )
         written = runconfig.write_run_config(ctx, result.run)
+        steps = config["mining_steps"] + config["finetune_steps"]
+        finish_tracking(tracker, result.run, [(result.metrics, steps, "test"),
+                                              ({f"share_{i}": p for i, p in enumerate(result.shares)}, steps, "mine")])
     m = result.metrics
     error = None if result.true_shares is None else max(abs(a - b) for a, b in zip(result.shares, result.true_shares))
     if as_json:

@@ -115,6 +115,14 @@ def seed(help: str = "seed of every random draw (default 0)") -> Decorator:
     return click.option("--seed", type=int, default=0, metavar="INT", help=help)
 
 
+def report_to(help: str = "also send the settings and scores to tensorboard (event files in the run directory) "
+                          "or mlflow (MLFLOW_TRACKING_URI, default ./mlruns) (default none)") -> Decorator:
+    from ..tracking import REPORT_TO
+
+    return click.option("--report-to", type=click.Choice(REPORT_TO), default="none", metavar="|".join(REPORT_TO),
+                        help=help)
+
+
 def no_progress(help: str = "no progress bar and no per-evaluation lines") -> Decorator:
     return click.option("--no-progress", is_flag=True, help=help)
 

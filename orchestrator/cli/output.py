@@ -79,3 +79,16 @@ def unlock_kwargs(fn: Callable[..., Any], force_unlock: bool) -> dict[str, bool]
     if not takes:
         raise UserError(f"--force-unlock is not supported by {getattr(fn, '__qualname__', fn)} in this version")
     return {"force_unlock": True}
+
+
+def finish_tracking(tracker: Any, run: str, scores: list[tuple[dict[str, Any], int, str]]) -> None:
+    """Send a finished run's last ``(values, step, prefix)`` scores to ``--report-to``'s tracker, close it,
+    and copy any files it staged into the run directory, under the run's lock like every write there."""
+    from .. import storage, tracking
+    from ..pipelines.ownership import owning
+
+    with owning(run) if storage.exists(run) else contextlib.nullcontext():
+        for values, step, prefix in scores:
+            tracker.log_metrics(values, step, prefix)
+        tracking.write_files(tracker, run)
+        tracker.close()

@@ -79,17 +79,26 @@ def train_config(*, loss: str, lr: float, n_critic: int | None, ema: float, **fi
 @click.option("--threads", type=int, default=None, help="torch threads per process (default: torch's choice)")
 @click.option("--fp16", is_flag=True, help="store weights in float16 (halves the file; for shipping)")
 @options.no_progress()
+@options.report_to()
 @runconfig.config_option
 @options.force_unlock()
 @click.pass_context
 def command(ctx: click.Context, data: str, out: str, steps: int, arch: str, latent_dim: int, g_width: int,
             d_width: int | None, n_mlp: int, channel_multiplier: int, workers: int, threads: int | None, fp16: bool,
-            no_progress: bool, force_unlock: bool, select_every: int, **train: Any) -> int:
+            no_progress: bool, force_unlock: bool, select_every: int, report_to: str, **train: Any) -> int:
+    from .. import tracking
     from ..pipelines.pretrain import run_pretrain
 
-    result = run_pretrain(data, out, train_config(**train), steps, arch=arch, latent_dim=latent_dim, g_width=g_width,
-                          d_width=d_width, n_mlp=n_mlp, channel_multiplier=channel_multiplier, workers=workers, threads=threads, fp16=fp16, show_progress=not no_progress,
-                          select_every=select_every, **unlock_kwargs(run_pretrain, force_unlock))
+    tcfg = train_config(**train)
+    # the checkpoint directory is published in one step at the end: TensorBoard's events go in with it
+    with tracking.open_tracker(report_to, out, "pretrain", live=False) as tracker:
+        tracker.log_params({"data": data, "out": out, "steps": steps, "arch": arch, "latent_dim": latent_dim,
+                            "g_width": g_width, "d_width": d_width, "workers": workers, "select_every": select_every,
+                            "train": tcfg.to_dict()})
+        result = run_pretrain(data, out, tcfg, steps, arch=arch, latent_dim=latent_dim, g_width=g_width,
+                              d_width=d_width, n_mlp=n_mlp, channel_multiplier=channel_multiplier, workers=workers,
+                              threads=threads, fp16=fp16, show_progress=not no_progress, select_every=select_every,
+                              tracker=tracker, **unlock_kwargs(run_pretrain, force_unlock))
     runconfig.write_run_config(ctx, out)
     kept = f", step {result.kept_step} of {steps} kept on validation" if select_every else ""
     print(f"wrote {out} ({result.wall_s:.0f} s; FID vs held-out {data}: {result.metrics.get('fid', float('nan')):.2f}{kept})")

@@ -20,6 +20,11 @@ examples:
       tune --source zoo:digits-0to4 --target mnist5k:7@100 --method freezed --out s3://BUCKET/runs/tune7
   ganlode submit --address http://127.0.0.1:8265 --working-dir . -- \\
       pretrain --data mnist5k:0-4 --out s3://BUCKET/runs/d04 --steps 2000
+  ganlode submit --address http://HEAD:8265 --entrypoint-num-gpus 1 --submission-id ft7-a -- \\
+      transfer --source zoo:digits-0to4 --target mnist5k:7@25 --method finetune --out s3://BUCKET/runs/ft7
+
+The command itself runs on the head unless it asks for resources: --entrypoint-num-cpus and
+--entrypoint-num-gpus place it (not its actors, which ask for their own) on a node that has them.
 
 The token of a cluster with token auth is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
 ~/.ray/auth_token (KubeRay: kubectl get secret CLUSTER -o jsonpath='{.data.auth_token}' | base64 -d).
@@ -62,10 +67,16 @@ def _check(ctx: click.Context) -> None:
 @click.option("--working-dir", metavar="DIR",
               help="a local folder uploaded as the job's working directory (configs, image folders)")
 @click.option("--runtime-env", metavar="YAML", help="a Ray runtime environment file, e.g. deploy/runtime_env.yaml")
+@click.option("--entrypoint-num-cpus", type=click.FloatRange(min=0), metavar="N",
+              help="CPUs the command itself reserves, so it runs on a node with them (default: none, the head)")
+@click.option("--entrypoint-num-gpus", type=click.FloatRange(min=0), metavar="N",
+              help="GPUs the command itself reserves, e.g. 1 for a transfer that trains on a GPU (default: none)")
+@click.option("--submission-id", metavar="ID",
+              help="the job's id (default: Ray's raysubmit_...); one id names one job on a cluster")
 @click.option("--no-wait", is_flag=True, help="print the job id and return at once")
 @click.argument("command", nargs=-1, metavar="-- COMMAND...")
-def command(address: str | None, working_dir: str | None, runtime_env: str | None, no_wait: bool,
-            command: tuple[str, ...]) -> int:
+def command(address: str | None, working_dir: str | None, runtime_env: str | None, entrypoint_num_cpus: float | None,
+            entrypoint_num_gpus: float | None, submission_id: str | None, no_wait: bool, command: tuple[str, ...]) -> int:
     from ..jobs import submit as jobs
 
     words = job_command(command)
@@ -73,7 +84,8 @@ def command(address: str | None, working_dir: str | None, runtime_env: str | Non
     env = jobs.runtime_env(runtime_env, working_dir)
     headers = jobs.auth_headers()
     server_version = jobs.preflight(address, headers)
-    job = jobs.submit(address, words, env, headers, server_version)
+    job = jobs.submit(address, words, env, headers, server_version,
+                      jobs.Placement(entrypoint_num_cpus, entrypoint_num_gpus, submission_id))
     print(job.job_id, flush=True)
     print(f"submitted `{job.entrypoint}` to {address} as {job.job_id}", file=sys.stderr)
     if no_wait:

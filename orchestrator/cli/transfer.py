@@ -9,7 +9,7 @@ import click
 from ...methods import catalog
 from . import options, runconfig
 from .base import Command
-from .output import emit_json, stdout_to_stderr, unlock_kwargs
+from .output import emit_json, finish_tracking, stdout_to_stderr, unlock_kwargs
 
 RUN_FLAGS = ("source", "target", "method", "out")  # what a new run needs, and --resume must not have
 
@@ -68,7 +68,7 @@ def _check(ctx: click.Context) -> None:
     """A new run needs --source, --target, --method and --out; ``--resume`` takes its settings from the run."""
     params = ctx.params
     if params["resume"] is not None:
-        extra = options.given(ctx, set(params) - {"resume", "no_progress", "as_json", "force_unlock"})
+        extra = options.given(ctx, set(params) - {"resume", "no_progress", "as_json", "force_unlock", "report_to"})
         if runconfig.loaded_from(ctx):
             extra.insert(0, "--config")
         if extra:
@@ -95,37 +95,49 @@ def _check(ctx: click.Context) -> None:
 @options.eval_n()
 @options.convert_target()
 @options.no_progress()
+@options.report_to()
 @click.option("--resume", metavar="RUN",
               help="continue the killed run RUN from its last saved state (takes no other option but --no-progress, "
-                   "--json and --force-unlock)")
+                   "--json, --report-to and --force-unlock)")
 @runconfig.config_option
 @options.json_output()
 @options.force_unlock()
 @options.method_options
 @click.pass_context
 def command(ctx: click.Context, resume: str | None, no_progress: bool, as_json: bool, force_unlock: bool,
-            **params: Any) -> int:
+            report_to: str, **params: Any) -> int:
+    from .. import tracking
+
     written = None  # RUN/run.yaml: a fresh run's options (a resumed run keeps its own settings)
-    with stdout_to_stderr(as_json):
+    tracker = tracking.open_tracker(report_to, resume or params["out"], "transfer")
+    with stdout_to_stderr(as_json), tracker:
+        def on_eval(step: int, values: dict[str, float]) -> None:
+            tracker.log_metrics(values, step, "val")
+
         if resume is not None:
             from ..artifacts.rundir import RunDir
             from ..pipelines.transfer import resume_transfer
 
-            result = resume_transfer(resume, show_progress=not no_progress, **unlock_kwargs(resume_transfer, force_unlock))
+            tracker.log_params({"resume": resume})
+            result = resume_transfer(resume, on_eval=on_eval, show_progress=not no_progress,
+                                     **unlock_kwargs(resume_transfer, force_unlock))
             target = RunDir(result.run).read_record().target
         else:
             from ...methods.base import TransferOptions
             from ..pipelines.transfer import run_transfer
 
+            tracker.log_params({k: v for k, v in params.items() if v is not None})
             method_options = TransferOptions(**options.take_method_options(params))
             target = params["target"]
             result = run_transfer(
                 params["source"], target, params["method"], method_options, steps=params["steps"], out=params["out"],
                 seed=params["seed"], eval_every=params["eval_every"], feature_kind=params["features"],
-                eval_n=params["eval_n"], convert_target=params["convert_target"], show_progress=not no_progress,
-                **unlock_kwargs(run_transfer, force_unlock),
+                eval_n=params["eval_n"], convert_target=params["convert_target"], on_eval=on_eval,
+                show_progress=not no_progress, **unlock_kwargs(run_transfer, force_unlock),
             )
             written = runconfig.write_run_config(ctx, result.run)
+        finish_tracking(tracker, result.run, [(result.metrics, result.steps, "test"),
+                                              (result.best_metrics, result.best_step, "best")])
     m = result.metrics
     if as_json:
         emit_json({"command": "transfer", "run": result.run, "method": result.method, "steps": result.steps,

@@ -109,19 +109,24 @@ def _check(ctx: click.Context) -> None:
 @options.out("search directory to create (local or s3://)", metavar="DIR")
 @click.option("--resume", metavar="DIR", help="continue the search in DIR (takes no search-defining flags)")
 @click.option("--quiet", is_flag=True, help="no Tune progress tables")
+@options.report_to("also send every trial's settings and validation scores to tensorboard (event files in the "
+                   "trials' folders, Ray Tune's TBXLoggerCallback) or mlflow (one MLflow run per trial; "
+                   "MLFLOW_TRACKING_URI, default ./mlruns) (default none)")
 @runconfig.config_option
 @options.json_output("print one JSON object (the trials and the best) on stdout instead of the tables; "
                      "Tune's progress goes to stderr")
 @options.force_unlock()
 @click.pass_context
-def command(ctx: click.Context, resume: str | None, quiet: bool, as_json: bool, force_unlock: bool,
+def command(ctx: click.Context, resume: str | None, quiet: bool, as_json: bool, force_unlock: bool, report_to: str,
             **fields: Any) -> int:
+    from .. import tracking
     from ..search.run import run_search
     from ..search.spec import read_spec
 
     with stdout_to_stderr(as_json):
+        callbacks = tracking.tune_callbacks(report_to)
         spec = read_spec(resume) if resume else _spec(**fields)
-        outcome = run_search(spec, resume=bool(resume), verbose=0 if quiet else 1,
+        outcome = run_search(spec, resume=bool(resume), verbose=0 if quiet else 1, callbacks=callbacks,
                              **unlock_kwargs(run_search, force_unlock))
         written = runconfig.write_run_config(ctx, spec.out) if outcome.complete and outcome.best and not resume else None
     if not outcome.complete:

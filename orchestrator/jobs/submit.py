@@ -136,6 +136,20 @@ def follow(client, job_id: str) -> str:
     return str(status.value if hasattr(status, "value") else status)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the entrypoint runs and what the job is called: its own CPUs and GPUs (None: none
+    reserved, so it runs on the head) and its submission id (None: Ray names it)."""
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    submission_id: str | None = None
+
+    def submit_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in (("entrypoint_num_cpus", self.num_cpus), ("entrypoint_num_gpus", self.num_gpus),
+                                  ("submission_id", self.submission_id)) if v is not None}
+
+
 @dataclass
 class Submitted:
     client: Any      # ray.job_submission.JobSubmissionClient
@@ -143,7 +157,8 @@ class Submitted:
     entrypoint: str
 
 
-def submit(address: str, command: list[str], runtime_env: dict, headers: dict[str, str], server_version: str) -> Submitted:
+def submit(address: str, command: list[str], runtime_env: dict, headers: dict[str, str], server_version: str,
+           placement: Placement = Placement()) -> Submitted:
     """Submit ``ganlode <command>`` to the job server at ``address``; bad answers are one-line UserErrors."""
     import ray
     from ray.exceptions import AuthenticationError
@@ -157,11 +172,17 @@ def submit(address: str, command: list[str], runtime_env: dict, headers: dict[st
     entrypoint = shlex.join(["ganlode", *command])
     try:
         client = JobSubmissionClient(address, headers=headers)
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None)
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None, **placement.submit_kwargs())
     except AuthenticationError:
         raise UserError(f"the Ray cluster at {address} did not accept the token: check RAY_AUTH_TOKEN") from None
     except (ConnectionError, RuntimeError, ValueError) as e:
-        first_line = (str(e).strip().splitlines() or [e.__class__.__name__])[0][:300]
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()] or [e.__class__.__name__]
+        # the server's answer may carry its traceback: its last line says what went wrong
+        first_line = (lines[-1] if any("Traceback" in line for line in lines) else lines[0])[:300]
+        if placement.submission_id and "already exist" in str(e):
+            raise UserError(f"the cluster at {address} already has a job {placement.submission_id}: pick another "
+                            f"--submission-id, or follow that one with `ray job logs {placement.submission_id} "
+                            f"--address {address} --follow`") from None
         raise UserError(f"the job server at {address} refused the job: {first_line}") from None
     return Submitted(client, job_id, entrypoint)
 

@@ -161,6 +161,7 @@ def _run_loop(
     log_every: int = 50,
     selection: Selection | None = None,
     resumable: Resumable | None = None,
+    on_log: Callable[[dict[str, float], int, str], None] | None = None,
 ) -> tuple[Generator, Critic, list[dict[str, float]], dict[str, Any] | None]:
     generator, critic = init_gan(arch, tcfg.seed)
     shard = images[rank::world_size]
@@ -189,12 +190,16 @@ def _run_loop(
         stats = trainer.step()
         if step % log_every == 0 or step == steps:
             history.append({"step": step, **stats})
+            if on_log is not None:
+                on_log(stats, step, "train")
         if progress is not None:
             progress.update(1, **stats)
         if scorer is not None and (step % selection.every == 0 or step == steps):
             snapshot = _saved_form(trainer, generator, tcfg.seed, copy_it=True)
             fid = scorer(snapshot)
             scores.append({"step": step, "val_fid": round(fid, 3)})
+            if on_log is not None:
+                on_log({"fid": fid}, step, "val")
             if best is None or fid < best[0]:
                 best = (fid, step, snapshot, copy.deepcopy(critic))
             if progress is not None:
@@ -219,15 +224,17 @@ def pretrain_local(
     show_progress: bool = True,
     selection: Selection | None = None,
     resumable: Resumable | None = None,
+    on_log: Callable[[dict[str, float], int, str], None] | None = None,
 ) -> PretrainResult:
     """Train in this process. ``threads`` pins torch's intra-op threads (None: leave as is); with
-    ``resumable`` the state is saved every ``resumable.every`` steps, and a saved one is continued."""
+    ``resumable`` the state is saved every ``resumable.every`` steps, and a saved one is continued;
+    ``on_log(values, step, split)`` receives the losses (split "train") and validation FIDs ("val")."""
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
     with Progress(steps, "pretrain", enabled=show_progress) as progress:
         g, d, history, selected = _run_loop(images, arch, tcfg, steps, progress=progress, selection=selection,
-                                            resumable=resumable)
+                                            resumable=resumable, on_log=on_log)
     return PretrainResult(g, d, history, time.time() - t0, selected)
 
 
@@ -342,7 +349,8 @@ class PretrainOutcome:
 
 def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: str = "dcgan", latent_dim: int = 32,
                  g_width: int = 32, d_width: int | None = None, n_mlp: int = 8, channel_multiplier: int = 1, workers: int = 0, threads: int | None = None, fp16: bool = False,
-                 show_progress: bool = True, force_unlock: bool = False, select_every: int = 0) -> PretrainOutcome:
+                 show_progress: bool = True, force_unlock: bool = False, select_every: int = 0,
+                 tracker: Any = None) -> PretrainOutcome:
     """Train a GAN on the target spec ``data`` and write it as a checkpoint directory at ``out``.
 
     Args:
@@ -357,6 +365,9 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: st
         force_unlock: remove the lock of ``out`` even if its holder may be alive (``--force-unlock``).
         select_every: every this many steps (and after the last) score the generator on the data's
             validation split and keep the best (:class:`Selection`; 0: keep the last).
+        tracker: a :class:`~ganlode.orchestrator.tracking.Tracker` (``--report-to``): the losses, validation
+            and test FIDs go to it (as they come in-process; after training from Ray Train workers), and
+            its files (TensorBoard's events) into the checkpoint directory.
 
     In-process (``workers`` 0), the training state is saved in ``OUT/pretrain-state.pt`` every
     ``CHECKPOINT_EVERY`` steps; the same command run again after a kill continues from there, bit
@@ -396,12 +407,23 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: st
                         "select_every": select_every}
             resumable = Resumable(storage.join(out, PRETRAIN_STATE), settings)
             result = pretrain_local(target.images, arch_cfg, tcfg, steps, threads=threads, show_progress=show_progress,
-                                    selection=selection, resumable=resumable)
+                                    selection=selection, resumable=resumable,
+                                    on_log=None if tracker is None else tracker.log_metrics)
         else:
             result = pretrain_distributed(target.images, arch_cfg, tcfg, steps, workers=workers,
                                           use_gpu=torch.cuda.is_available(), threads=threads or 1,
                                           show_progress=show_progress, selection=selection)
+            if tracker is not None:  # the workers' log, replayed
+                for row in result.history:
+                    tracker.log_metrics(row, row["step"], "train")
+                for row in (result.selection or {}).get("scores", []):
+                    tracker.log_metrics({"fid": row["val_fid"]}, row["step"], "val")
         metrics = protocol.quick_fid(result.generator, data, seed=tcfg.seed)
+        tracked: dict[str, bytes] = {}
+        if tracker is not None:
+            tracker.log_metrics(metrics, steps, "test")
+            tracker.close()
+            tracked = tracker.files()
         record = ModelRecord(
             model_kind="gan", arch=architectures.to_dict(arch_cfg), steps=steps, created=storage.utc_now(), data=target.provenance(),
             metrics=metrics,
@@ -412,5 +434,5 @@ def run_pretrain(data: str, out: str, tcfg: TrainConfig, steps: int, *, arch: st
         grid = protocol.sample_grid_png(result.generator, n=64, seed=tcfg.seed)
         lock.check()  # S3: not after the lock was lost
         checkpoint.save_checkpoint(out, record, result.generator, result.critic,
-                                   dtype=torch.float16 if fp16 else None, files={CHECKPOINT_SAMPLES: grid})
+                                   dtype=torch.float16 if fp16 else None, files={CHECKPOINT_SAMPLES: grid, **tracked})
     return PretrainOutcome(out, metrics, result.wall_s, result.selection["step"] if result.selection else steps)
