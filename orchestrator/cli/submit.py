@@ -20,7 +20,7 @@ examples:
       tune --source zoo:digits-0to4 --target mnist5k:7@100 --method freezed --out s3://BUCKET/runs/tune7
   ganlode submit --address http://127.0.0.1:8265 --working-dir . -- \\
       pretrain --data mnist5k:0-4 --out s3://BUCKET/runs/d04 --steps 2000
-  ganlode submit --address http://HEAD:8265 --entrypoint-num-gpus 1 --submission-id ft7-a -- \\
+  ganlode submit --address http://HEAD:8265 --entrypoint-num-cpus 4 --submission-id ft7-a -- \\
       transfer --source zoo:digits-0to4 --target mnist5k:7@25 --method finetune --out s3://BUCKET/runs/ft7
 
 The command itself runs on the head unless it asks for resources: --entrypoint-num-cpus and
@@ -70,7 +70,7 @@ def _check(ctx: click.Context) -> None:
 @click.option("--entrypoint-num-cpus", type=click.FloatRange(min=0), metavar="N",
               help="CPUs the command itself reserves, so it runs on a node with them (default: none, the head)")
 @click.option("--entrypoint-num-gpus", type=click.FloatRange(min=0), metavar="N",
-              help="GPUs the command itself reserves, e.g. 1 for a transfer that trains on a GPU (default: none)")
+              help="GPUs the command itself reserves, so it runs on a GPU node (default: none)")
 @click.option("--submission-id", metavar="ID",
               help="the job's id (default: Ray's raysubmit_...); one id names one job on a cluster")
 @click.option("--no-wait", is_flag=True, help="print the job id and return at once")
