@@ -23,7 +23,7 @@ Writes under ``--out``:
 
     python benchmarks/transfer_quality.py --out benchmarks/results/transfer_quality
     python benchmarks/transfer_quality.py --out /tmp/tq --methods finetune,freezed --settings digits-7@25 --seeds 1
-    python benchmarks/transfer_quality.py --out /tmp/fs --settings digits-7@10,person-role@10 \
+    python benchmarks/transfer_quality.py --out runs/few-shot --settings digits-7@10,person-role@10 \
         --methods finetune,freezed,minegan,cdc,adam,rick --steps 300 --jobs 2   # the few-shot rows
     python benchmarks/transfer_quality.py --smoke-test   # seconds-to-a-minute; a fresh tiny source if the zoo is absent
 
